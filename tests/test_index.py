@@ -1,0 +1,252 @@
+"""The on-disk index: round trips, incremental updates, removal, crash safety, mismatches."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, write_video
+from vtr_core import storage
+from vtr_core.errors import IndexFormatError, IndexMismatchError
+from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.indexer import index_folder, remove_videos
+from vtr_core.methods import meanp
+
+T, D, P = 3, 8, 4
+
+
+def header(**changes) -> IndexHeader:
+    fields = dict(backbone_spec="test", backbone_id="test-v1", embed_dim=D, num_frames=T,
+                  patch_grid=[2, 2], store_patches=True)
+    fields.update(changes)
+    return IndexHeader(**fields)
+
+
+def features(video_id: str, seed: int) -> VideoFeatures:
+    rng = np.random.default_rng(seed)
+    frames = rng.standard_normal((T, D)).astype(np.float32)
+    record = VideoRecord(video_id=video_id, path=f"../videos/{video_id}.mp4", size=seed, mtime_ns=seed,
+                         sha256=f"{seed:064x}", duration_s=1.0, fps=10.0, num_source_frames=10,
+                         width=32, height=24, frame_times_s=[0.0, 0.3, 0.6])
+    return VideoFeatures(record=record, coarse=meanp.video_embedding(frames).numpy(), frames=frames,
+                         patches=rng.standard_normal((T, P, D)).astype(np.float32), strip_jpeg=b"jpeg" + bytes([seed]))
+
+
+def add_all(directory, items, **header_changes):
+    with VideoIndex.writer(directory, header(**header_changes)) as writer:
+        for item in items:
+            writer.add(item)
+        return writer.commit()
+
+
+def test_round_trip(tmp_path):
+    items = [features(f"v{i}", i) for i in range(5)]
+    add_all(tmp_path / "idx", items)
+    index = VideoIndex.open(tmp_path / "idx", backbone_id="test-v1")
+    assert [v.video_id for v in index.videos] == ["v0", "v1", "v2", "v3", "v4"]
+    np.testing.assert_allclose(index.frame_features([2])[0], items[2].frames, atol=2e-3)  # stored as float16
+    np.testing.assert_allclose(index.patch_tokens([4])[0], items[4].patches, atol=2e-3)
+    np.testing.assert_allclose(index.coarse_vectors(), np.stack([i.coarse for i in items]), atol=1e-6)
+    assert index.frame_strip_jpeg(3) == b"jpeg\x03"
+    assert index.videos[1].frame_times_s == [0.0, 0.3, 0.6]
+    assert index.video_path(0) == os.path.normpath(str((tmp_path / "idx").resolve() / "../videos/v0.mp4"))
+    # coarse search is exact inner product
+    scores, rows = index.search_coarse(items[3].coarse[None], top_k=2)
+    assert rows[0, 0] == 3 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    expected = np.stack([i.coarse for i in items]) @ items[3].coarse
+    assert scores[0, 1] == pytest.approx(np.sort(expected)[-2], abs=1e-5)
+
+
+def test_additions_extend_and_replacements_rebuild(tmp_path):
+    directory = tmp_path / "idx"
+    add_all(directory, [features("a", 1), features("b", 2)])
+    index = add_all(directory, [features("c", 3)])
+    assert [v.video_id for v in index.videos] == ["a", "b", "c"] and index.generation == 2
+    index = add_all(directory, [features("a", 9)])  # changed content replaces
+    assert sorted(v.video_id for v in index.videos) == ["a", "b", "c"]
+    row = index.row_of("a")
+    np.testing.assert_allclose(index.frame_features([row])[0], features("a", 9).frames, atol=2e-3)
+    _, rows = index.search_coarse(features("a", 9).coarse[None], 1)
+    assert rows[0, 0] == row
+
+
+def test_removal_and_compaction_free_disk(tmp_path):
+    directory = tmp_path / "idx"
+    add_all(directory, [features(f"v{i}", i) for i in range(6)])
+    with VideoIndex.writer(directory, header()) as writer:
+        for i in range(4):
+            writer.remove(f"v{i}")
+        index = writer.commit()
+    assert [v.video_id for v in index.videos] == ["v4", "v5"]
+    assert len(list((directory / "segments").iterdir())) == 1  # the sparse segment was rewritten
+    assert len(index._segment(index.videos[0].segment).coarse) == 2
+    np.testing.assert_allclose(index.frame_features([1])[0], features("v5", 5).frames, atol=2e-3)
+    assert index.frame_strip_jpeg(1) == b"jpeg\x05"
+    with pytest.raises(KeyError, match="no video 'v0'"):
+        index.row_of("v0")
+
+
+def test_backbone_mismatch_is_an_error(tmp_path):
+    add_all(tmp_path / "idx", [features("a", 1)])
+    with pytest.raises(IndexMismatchError, match="built with backbone test-v1.*uses other-v2"):
+        VideoIndex.open(tmp_path / "idx", backbone_id="other-v2")
+    with pytest.raises(IndexMismatchError, match="num_frames=3.*num_frames=12"):
+        add_all(tmp_path / "idx", [], num_frames=12)
+    with pytest.raises(IndexMismatchError, match="query vectors have 5 dimensions"):
+        VideoIndex.open(tmp_path / "idx").search_coarse(np.zeros((1, 5)), 1)
+
+
+def test_not_an_index(tmp_path):
+    with pytest.raises(IndexFormatError, match="no such directory"):
+        VideoIndex.open(tmp_path / "absent")
+    with pytest.raises(IndexFormatError, match="not a video index"):
+        VideoIndex.open(tmp_path)
+    (tmp_path / "holiday.mp4").write_bytes(b"x")
+    with pytest.raises(IndexFormatError, match="not empty"):
+        add_all(tmp_path, [features("a", 1)])
+    assert (tmp_path / "holiday.mp4").read_bytes() == b"x"
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    add_all(tmp_path / "idx", [features("a", 1)])
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    manifest["version"] = 99
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatchError, match="format version 99"):
+        VideoIndex.open(tmp_path / "idx")
+
+
+def test_second_writer_is_refused(tmp_path):
+    directory = tmp_path / "idx"
+    add_all(directory, [features("a", 1)])
+    with VideoIndex.writer(directory, header()):
+        with pytest.raises(IndexFormatError, match="being written by another process"):
+            with VideoIndex.writer(directory, header()):
+                pass
+
+
+@pytest.mark.parametrize("fail_on", ["coarse.npy", "patches.npy", "faiss", "manifest.json"])
+def test_crash_mid_commit_keeps_last_good_index(tmp_path, monkeypatch, fail_on):
+    """A failure at any write of a commit leaves the previous generation whole and readable."""
+    directory = tmp_path / "idx"
+    add_all(directory, [features("a", 1), features("b", 2)])
+    before = (directory / "manifest.json").read_bytes()
+
+    real_write = storage.atomic_write
+
+    def crashing_write(path, write, mode="wb"):
+        if fail_on in str(path):
+            with open(str(path) + ".partial", "wb") as handle:  # a torn file, as a crash leaves
+                handle.write(b"\x00garbage")
+            raise OSError("simulated crash")
+        return real_write(path, write, mode)
+
+    monkeypatch.setattr(storage, "atomic_write", crashing_write)
+    with pytest.raises(OSError, match="simulated crash"):
+        with VideoIndex.writer(directory, header()) as writer:
+            writer.add(features("c", 3))
+            writer.remove("a")
+            writer.commit()
+    monkeypatch.setattr(storage, "atomic_write", real_write)
+
+    assert (directory / "manifest.json").read_bytes() == before
+    index = VideoIndex.open(directory)
+    assert [v.video_id for v in index.videos] == ["a", "b"]
+    np.testing.assert_allclose(index.frame_features([1])[0], features("b", 2).frames, atol=2e-3)
+    assert index.search_coarse(features("a", 1).coarse[None], 1)[1][0, 0] == 0
+    # the next writer sweeps the debris and commits normally
+    index = add_all(directory, [features("c", 3)])
+    assert [v.video_id for v in index.videos] == ["a", "b", "c"]
+    assert not any(p.name.startswith(".tmp-") for p in (directory / "segments").iterdir())
+
+
+# ------------------------------------------------------------------ the indexing pipeline
+def test_index_folder_incremental(tmp_path, video_folder, lite_backbone):
+    directory = tmp_path / "idx"
+    report = index_folder(video_folder, directory, lite_backbone, num_frames=4)
+    assert sorted(report.added) == [f"clip{i}" for i in range(5)] and not report.failed
+    index = VideoIndex.open(directory, backbone_id=lite_backbone.id)
+    assert len(index) == 5 and index.header.num_patches == 49
+    assert index.frame_features().shape == (5, 4, 384) and index.patch_tokens([0]).shape == (1, 4, 49, 384)
+    assert index.videos[index.row_of("clip1")].num_source_frames == 25
+
+    again = index_folder(video_folder, directory, lite_backbone, num_frames=4)
+    assert again.added == [] and again.updated == [] and again.unchanged == 5
+    assert VideoIndex.open(directory).generation == index.generation  # nothing rewritten
+
+    write_video(video_folder / "clip2.mp4", num_frames=40, seed=42)  # changed content
+    (video_folder / "sub").mkdir()
+    write_video(video_folder / "sub" / "new.mp4", seed=7)
+    os.utime(video_folder / "clip3.mp4", ns=(1, 1))  # touched, same content
+    third = index_folder(video_folder, directory, lite_backbone, num_frames=4)
+    assert third.added == ["new"] and third.updated == ["clip2"] and third.unchanged == 4
+    index = VideoIndex.open(directory)
+    assert len(index) == 6 and index.videos[index.row_of("clip2")].num_source_frames == 40
+    assert index.videos[index.row_of("clip3")].mtime_ns == 1
+
+    remove_videos(directory, ["clip0"])
+    assert sorted(v.video_id for v in VideoIndex.open(directory).videos) == ["clip1", "clip2", "clip3", "clip4", "new"]
+    # the index mirrors the folder: a removed video whose file is still there comes back,
+    # and --prune drops videos whose files are gone
+    (video_folder / "clip4.mp4").unlink()
+    fourth = index_folder(video_folder, directory, lite_backbone, num_frames=4, prune=True)
+    assert fourth.removed == ["clip4"] and fourth.added == ["clip0"]
+    assert sorted(v.video_id for v in VideoIndex.open(directory).videos) == ["clip0", "clip1", "clip2", "clip3", "new"]
+
+
+def test_index_folder_skips_bad_files_and_keeps_good_ones(tmp_path, video_folder, lite_backbone):
+    (video_folder / "empty.mp4").write_bytes(b"")
+    (video_folder / "notes.mp4").write_text("hello")
+    data = (video_folder / "clip0.mp4").read_bytes()
+    (video_folder / "cut.mp4").write_bytes(data[: len(data) // 3])
+    report = index_folder(video_folder, tmp_path / "idx", lite_backbone, num_frames=2)
+    assert len(report.added) == 5
+    assert sorted(os.path.basename(p) for p, _ in report.failed) == ["cut.mp4", "empty.mp4", "notes.mp4"]
+    assert all("\n" not in reason and os.path.basename(p) in reason for p, reason in report.failed)
+
+
+def test_same_stem_in_two_folders_gets_distinct_ids(tmp_path, lite_backbone):
+    root = tmp_path / "videos"
+    for sub in ("a", "b"):
+        (root / sub).mkdir(parents=True)
+        write_video(root / sub / "clip.mp4", seed=ord(sub))
+    report = index_folder(root, tmp_path / "idx", lite_backbone, num_frames=2)
+    assert sorted(report.added) == ["b/clip", "clip"]
+
+
+def test_killed_indexer_leaves_readable_index_and_resumes(tmp_path):
+    """kill -9 during a real indexing run: committed videos survive, the rerun finishes the rest."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(12):
+        write_video(folder / f"v{i:02d}.mp4", num_frames=12, seed=i)
+    directory = tmp_path / "idx"
+    script = (
+        "import sys; from vtr_core.backbones import create_backbone; from vtr_core.indexer import index_folder;"
+        "b = create_backbone('lite', 'cpu');"
+        "index_folder(sys.argv[1], sys.argv[2], b, num_frames=2, commit_every=2, batch_frames=2,"
+        " progress=lambda d, t, n: print(d, flush=True))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(folder), str(directory)], cwd=REPO,
+                               stdout=subprocess.PIPE, text=True)
+    for line in process.stdout:  # kill once a few videos are through
+        if int(line) >= 7:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    index = VideoIndex.open(directory)
+    committed = {v.video_id for v in index.videos}
+    assert 2 <= len(committed) < 12
+    assert index.frame_features().shape == (len(committed), 2, 384)
+
+    from vtr_core.backbones import create_backbone
+
+    report = index_folder(folder, directory, create_backbone("lite", "cpu"), num_frames=2)
+    assert set(report.added) == {f"v{i:02d}" for i in range(12)} - committed
+    assert report.unchanged == len(committed)
+    assert len(VideoIndex.open(directory)) == 12

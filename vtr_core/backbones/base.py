@@ -1,0 +1,104 @@
+"""What every backbone gives the rest of the pipeline.
+
+A backbone turns frames into frame features [N, D] and patch tokens [N, P, D], and captions into
+sentence features [B, D] and word tokens [B, L, D] with a mask. Heads (vtr_core.methods) only
+ever see these tensors, so a head works unchanged on either backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import QueryError
+
+MAX_QUERY_CHARS = 10_000
+
+
+@dataclass
+class FrameFeatures:
+    frame: torch.Tensor  # float32 [N, D]
+    patches: torch.Tensor | None  # float32 [N, P, D], None when the architecture has no patch tokens
+
+
+@dataclass
+class TextFeatures:
+    sentence: torch.Tensor  # float32 [B, D]
+    word_tokens: torch.Tensor  # float32 [B, L, D]
+    word_mask: torch.Tensor  # bool [B, L]: True where a real word piece sits (no padding, no specials)
+    tokens: list[list[str]] = field(default_factory=list)  # word pieces, aligned with word_tokens
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """The contract every backbone keeps; see `create_backbone` for how one is named."""
+
+    spec: str  # how to build it again, e.g. "lite" or "clip:ViT-B-32/openai"
+    id: str  # what its features depend on (weights fingerprint included); stored in indexes
+    embed_dim: int
+    patch_grid: tuple[int, int] | None
+    device: torch.device
+
+    def encode_frames(self, frames: np.ndarray) -> FrameFeatures: ...
+
+    def encode_text(self, texts: list[str]) -> TextFeatures: ...
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from ..errors import BackboneError
+
+        raise BackboneError(f"device {device!r} asked for, but CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def autocast(device: torch.device):
+    """Half precision on CUDA (as the papers train), exact float32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def clean_queries(texts: list[str]) -> list[str]:
+    """Validate captions/queries; whitespace is collapsed, control characters dropped."""
+    if isinstance(texts, str):
+        texts = [texts]
+    cleaned = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise QueryError(f"a query must be text, got {type(text).__name__}")
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+        text = " ".join(text.split())
+        if not text:
+            raise QueryError("empty query: type a few words describing the video")
+        cleaned.append(text[:MAX_QUERY_CHARS])
+    if not cleaned:
+        raise QueryError("no queries given")
+    return cleaned
+
+
+def frames_to_tensor(
+    frames: np.ndarray, size: int, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> normalised float [N, 3, size, size]: shorter side to `size`, centre crop.
+
+    Done on tensors in one batch (on the GPU when there is one) rather than image by image.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    height, width = x.shape[-2:]
+    scale = size / min(height, width)
+    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    x = x[:, :, top : top + size, left : left + size].clamp_(0.0, 1.0)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (x - mean_t) / std_t

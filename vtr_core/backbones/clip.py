@@ -1,0 +1,179 @@
+"""open_clip CLIP as a backbone: any architecture, a pretrained tag or a local checkpoint.
+
+Spec grammar (after the `clip:` prefix):
+  ARCH/TAG         a built-in architecture and a pretrained tag, e.g. `ViT-B-32/openai`
+                   (downloaded on first use where there is a network, else taken from the cache)
+  ARCH/PATH        a built-in architecture and a checkpoint file, e.g. `ViT-B-32//data/ckpt.pt`
+  local-dir:PATH   a folder holding open_clip_config.json and the weights
+Patch tokens go through the same `ln_post` and `proj` as the class token, and word tokens through
+the same `ln_final` and `text_projection` as the sentence token, so all live in one space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import BackboneError
+from .base import FrameFeatures, TextFeatures, autocast, clean_queries, frames_to_tensor
+
+DEFAULT_CLIP = "ViT-B-32/openai"
+_HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def parse_clip_spec(body: str) -> tuple[str, str | None]:
+    """`ARCH/TAG_OR_PATH` or `local-dir:PATH` -> (model_name, pretrained)."""
+    if body.startswith("local-dir:"):
+        return body, None
+    arch, sep, pretrained = body.partition("/")
+    if not arch or not sep or not pretrained:
+        raise BackboneError(f"clip backbone spec must be clip:ARCH/PRETRAINED_OR_PATH, got clip:{body}")
+    return arch, pretrained
+
+
+def _looks_like_path(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(model_name: str, pretrained: str | None) -> str:
+    """A name for the weights that changes when the weights change (files are hashed)."""
+    if model_name.startswith("local-dir:"):
+        folder = Path(model_name[len("local-dir:") :])
+        files = sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin", ".pth", ".pt", ".json"})
+        return "local-dir:" + hashlib.sha256("".join(_file_digest(p) for p in files).encode()).hexdigest()[:16]
+    if pretrained and os.path.isfile(pretrained):
+        return f"{model_name}/sha256:{_file_digest(Path(pretrained))}"
+    return f"{model_name}/{pretrained}"
+
+
+def cached_weights_path(model_name: str, pretrained: str) -> str | None:
+    """Where a pretrained tag's weights already sit on this machine, without touching the network."""
+    import open_clip
+
+    if os.path.isfile(pretrained):
+        return pretrained
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not cfg:
+        return None
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id = cfg["hf_hub"].strip("/")
+        for filename in _HF_WEIGHT_FILES:
+            found = try_to_load_from_cache(repo_id, filename)
+            if isinstance(found, str) and os.path.isfile(found):
+                return found
+    if cfg.get("url"):
+        candidate = Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+class ClipBackbone:
+    def __init__(self, body: str, device: torch.device):
+        import open_clip
+        from open_clip.transformer import VisionTransformer
+
+        model_name, pretrained = parse_clip_spec(body)
+        if pretrained and _looks_like_path(pretrained) and not os.path.isfile(pretrained):
+            raise BackboneError(f"clip checkpoint {pretrained}: no such file")
+        try:
+            self.model = open_clip.create_model(model_name, pretrained=pretrained, device=device).eval()
+            self.tokenizer = open_clip.get_tokenizer(model_name)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise BackboneError(f"cannot load CLIP clip:{body} ({reason})") from None
+        self.spec = f"clip:{body}"
+        self.id = f"clip:{weights_fingerprint(model_name, pretrained)}"
+        self.device = device
+        with torch.no_grad():
+            self.embed_dim = int(self.model.encode_text(self.tokenizer(["a"]).to(device)).shape[-1])
+
+        visual = self.model.visual
+        preprocess = open_clip.get_model_preprocess_cfg(self.model)
+        size = preprocess.get("size", 224)
+        self.image_size = int(size if isinstance(size, int) else size[0])
+        self.mean, self.std = tuple(preprocess["mean"]), tuple(preprocess["std"])
+        self._vit = isinstance(visual, VisionTransformer) and getattr(visual, "attn_pool", None) is None
+        if self._vit:
+            visual.output_tokens = True
+            grid = visual.grid_size
+            self.patch_grid = (int(grid[0]), int(grid[1]))
+        else:
+            self.patch_grid = None
+
+        text_tower = getattr(self.model, "text", self.model)
+        self._ln_final = getattr(text_tower, "ln_final", None)
+        self._text_projection = getattr(text_tower, "text_projection", None)
+        self._captured_tokens: torch.Tensor | None = None
+        if self._ln_final is not None:
+            self._ln_final.register_forward_hook(self._capture_tokens)
+
+    def _capture_tokens(self, module, inputs, output) -> None:
+        if output.dim() == 3:
+            self._captured_tokens = output
+
+    def _project_words(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self._text_projection is None:
+            return tokens
+        if isinstance(self._text_projection, torch.nn.Module):
+            return self._text_projection(tokens)
+        return tokens @ self._text_projection
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> FrameFeatures:
+        visual = self.model.visual
+        pixels = frames_to_tensor(frames, self.image_size, self.mean, self.std, self.device)
+        with autocast(self.device):
+            if not self._vit:
+                return FrameFeatures(frame=visual(pixels).float().cpu(), patches=None)
+            pooled, tokens = visual(pixels)
+            if getattr(visual, "final_ln_after_pool", False):
+                tokens = visual.ln_post(tokens)
+            if visual.proj is not None:
+                tokens = tokens @ visual.proj
+        return FrameFeatures(frame=pooled.float().cpu(), patches=tokens.float().cpu())
+
+    def _token_strings(self, ids: list[int]) -> list[str]:
+        inner = self.tokenizer
+        if hasattr(inner, "decoder"):  # open_clip's SimpleTokenizer (BPE)
+            return [inner.decoder.get(i, "").replace("</w>", "") for i in ids]
+        hf = getattr(inner, "tokenizer", None)
+        return hf.convert_ids_to_tokens(ids) if hf is not None else [str(i) for i in ids]
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> TextFeatures:
+        texts = clean_queries(texts)
+        ids = self.tokenizer(texts).to(self.device)
+        self._captured_tokens = None
+        with autocast(self.device):
+            sentence = self.model.encode_text(ids).float()
+            if self._captured_tokens is not None:
+                words = self._project_words(self._captured_tokens).float()
+            else:  # a tower without a token-level final norm: one token, the sentence itself
+                words = sentence.unsqueeze(1)
+        specials = {getattr(self.tokenizer, name, None) for name in ("sot_token_id", "eot_token_id", "pad_token_id")}
+        specials |= {0}
+        id_rows = ids.tolist()
+        mask = torch.tensor([[i not in specials for i in row] for row in id_rows], dtype=torch.bool)
+        if words.shape[1] != mask.shape[1]:
+            mask = torch.ones(words.shape[:2], dtype=torch.bool)
+        return TextFeatures(
+            sentence=sentence.cpu(),
+            word_tokens=words.cpu(),
+            word_mask=mask,
+            tokens=[self._token_strings(row) for row in id_rows],
+        )

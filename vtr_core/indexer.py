@@ -1,0 +1,253 @@
+"""Indexing a folder of videos: scan, decode in background threads, encode in batches, commit.
+
+Decoding (decord, I/O and CPU bound, releases the GIL) runs in worker threads ahead of the encoder,
+so a GPU is not left waiting on the decoder. Work is committed every `commit_every` videos: a
+killed run keeps everything committed before, and the next run skips it (same size and mtime, or
+same content hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .backbones import Backbone
+from .errors import VideoError, VtrError
+from .index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from .methods import meanp
+from .video import SampledFrames, frame_strip, is_video_path, jpeg_bytes, read_video
+
+ProgressFn = Callable[[int, int, str], None]  # (done, total, current item)
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did; `failed` holds (path, one-line reason)."""
+
+    index_dir: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    frames_encoded: int = 0
+
+    @property
+    def videos_per_second(self) -> float:
+        done = len(self.added) + len(self.updated)
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"indexed {len(self.added)} new and {len(self.updated)} changed videos, {self.unchanged} unchanged, "
+            f"{len(self.removed)} removed, {len(self.failed)} failed, in {self.seconds:.1f} s "
+            f"({self.videos_per_second:.2f} videos/s, {self.frames_encoded} frames)"
+        )
+
+
+def scan_videos(root: str | os.PathLike) -> list[Path]:
+    """Video files under `root` (recursive, sorted); symlinked folders are not followed."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise VtrError(f"{root}: no such folder")
+    found = []
+    for folder, subdirs, files in os.walk(root, followlinks=False):
+        subdirs.sort()
+        found.extend(Path(folder) / name for name in sorted(files) if is_video_path(name))
+    return found
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _video_id(path: Path, root: Path, taken: dict[str, str]) -> str:
+    """The file stem, or the relative path without suffix when another file has that stem."""
+    resolved = str(path.resolve())
+    for candidate in (path.stem, path.relative_to(root).with_suffix("").as_posix() if path.is_relative_to(root) else resolved):
+        if taken.get(candidate, resolved) == resolved:
+            taken[candidate] = resolved
+            return candidate
+    return resolved
+
+
+@dataclass
+class _Decoded:
+    path: Path
+    video_id: str
+    sampled: SampledFrames | None = None
+    sha256: str = ""
+    stat: os.stat_result | None = None
+    error: str = ""
+
+
+def _decode(path: Path, video_id: str, num_frames: int) -> _Decoded:
+    try:
+        stat = path.stat()
+        sampled = read_video(path, num_frames)
+        return _Decoded(path, video_id, sampled, file_sha256(path), stat)
+    except VideoError as exc:
+        return _Decoded(path, video_id, error=str(exc))
+    except OSError as exc:
+        return _Decoded(path, video_id, error=f"{path}: {exc.strerror or exc}")
+
+
+def _prefetch(items: Iterable, fn, workers: int, depth: int) -> Iterable:
+    """`map(fn, items)` on threads, at most `depth` results in flight (bounded memory)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[Future] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, *item))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def index_folder(
+    video_dir: str | os.PathLike,
+    index_dir: str | os.PathLike,
+    backbone: Backbone,
+    num_frames: int = 12,
+    store_patches: bool = True,
+    faiss_factory: str = "Flat",
+    prune: bool = False,
+    commit_every: int = 64,
+    batch_frames: int | None = None,
+    decode_workers: int = 2,
+    progress: ProgressFn | None = None,
+) -> IndexReport:
+    """Add new and changed videos under `video_dir` to the index (created if missing)."""
+    started = time.perf_counter()
+    root = Path(video_dir)
+    index_dir = Path(index_dir)
+    report = IndexReport(index_dir=str(index_dir))
+    header = IndexHeader(
+        backbone_spec=backbone.spec,
+        backbone_id=backbone.id,
+        embed_dim=backbone.embed_dim,
+        num_frames=num_frames,
+        patch_grid=list(backbone.patch_grid) if backbone.patch_grid else None,
+        store_patches=store_patches and backbone.patch_grid is not None,
+        faiss_factory=faiss_factory,
+    )
+    if batch_frames is None:
+        batch_frames = 512 if backbone.device.type == "cuda" else 48
+    paths = scan_videos(root)
+    base = root if root.is_dir() else root.parent
+
+    with VideoIndex.writer(index_dir, header) as writer:
+        by_path = {os.path.normpath(index_dir.resolve() / v.path): v for v in writer.videos}
+        taken = {v.video_id: os.path.normpath(index_dir.resolve() / v.path) for v in writer.videos}
+        todo = []
+        for path in paths:
+            resolved = str(path.resolve())
+            known = by_path.get(resolved)
+            if known is not None:
+                try:
+                    stat = path.stat()
+                except OSError as exc:
+                    report.failed.append((str(path), f"{path}: {exc.strerror}"))
+                    continue
+                if stat.st_size == known.size and stat.st_mtime_ns == known.mtime_ns:
+                    report.unchanged += 1
+                    continue
+            todo.append((path, known.video_id if known else _video_id(path, base, taken), num_frames))
+
+        if prune:
+            on_disk = {str(p.resolve()) for p in paths}
+            for resolved, record in by_path.items():
+                if resolved not in on_disk and (root.is_dir() and Path(resolved).is_relative_to(root.resolve())):
+                    writer.remove(record.video_id)
+                    report.removed.append(record.video_id)
+
+        batch: list[_Decoded] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            frames = np.concatenate([d.sampled.frames for d in batch])
+            encoded = backbone.encode_frames(frames)
+            frame_feats = encoded.frame.numpy().reshape(len(batch), num_frames, -1)
+            patch_feats = None
+            if header.store_patches:
+                patch_feats = encoded.patches.numpy().reshape(len(batch), num_frames, -1, header.embed_dim)
+            coarse = meanp.video_embedding(frame_feats).numpy()
+            for i, decoded in enumerate(batch):
+                known = by_path.get(str(decoded.path.resolve()))
+                s = decoded.sampled
+                record = VideoRecord(
+                    video_id=decoded.video_id,
+                    path=os.path.relpath(decoded.path.resolve(), index_dir.resolve()),
+                    size=decoded.stat.st_size,
+                    mtime_ns=decoded.stat.st_mtime_ns,
+                    sha256=decoded.sha256,
+                    duration_s=round(s.duration_s, 3),
+                    fps=round(s.fps, 3),
+                    num_source_frames=s.num_source_frames,
+                    width=s.width,
+                    height=s.height,
+                    frame_times_s=[round(float(t), 3) for t in s.timestamps_s],
+                )
+                writer.add(VideoFeatures(
+                    record=record,
+                    coarse=coarse[i],
+                    frames=frame_feats[i],
+                    patches=patch_feats[i] if patch_feats is not None else None,
+                    strip_jpeg=jpeg_bytes(frame_strip(s.frames)),
+                ))
+                (report.updated if known else report.added).append(decoded.video_id)
+            report.frames_encoded += len(frames)
+            batch.clear()
+
+        done = 0
+        for decoded in _prefetch(todo, _decode, decode_workers, depth=4 * decode_workers + 4):
+            done += 1
+            if decoded.error:
+                report.failed.append((str(decoded.path), decoded.error))
+            else:
+                known = by_path.get(str(decoded.path.resolve()))
+                if known is not None and known.sha256 == decoded.sha256:
+                    # touched but identical: nothing to re-encode, but record the new mtime
+                    report.unchanged += 1
+                    writer.touch(known.video_id, decoded.stat.st_mtime_ns)
+                else:
+                    batch.append(decoded)
+                    if len(batch) * num_frames >= batch_frames:
+                        flush()
+            if progress:
+                progress(done, len(todo), decoded.path.name)
+            if len(writer._pending) >= commit_every:
+                flush()
+                writer.commit()
+        flush()
+        writer.commit()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def remove_videos(index_dir: str | os.PathLike, video_ids: list[str]) -> list[str]:
+    index = VideoIndex.open(index_dir)
+    with VideoIndex.writer(index_dir, index.header) as writer:
+        for video_id in video_ids:
+            try:
+                writer.remove(video_id)
+            except KeyError as exc:
+                raise VtrError(str(exc).strip("'\"")) from None
+        writer.commit()
+    return video_ids

@@ -1,0 +1,66 @@
+"""Crash-safe file writes: write a temporary file, fsync it, rename it over the target.
+
+A reader (or a process killed mid-write) sees either the old file or the new one, never a torn
+one. Every file the project writes that others read goes through here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def cache_dir() -> Path:
+    """Per-machine cache for derived data that is costly to recompute ($VTR_CACHE_DIR)."""
+    root = Path(os.environ.get("VTR_CACHE_DIR") or Path("~/.cache/vtr_core").expanduser())
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call `write(handle)` on a temporary file next to `path`, then atomically replace `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write(path, lambda handle: json.dump(obj, handle, indent=1), mode="w")
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    import torch
+
+    atomic_write(path, lambda handle: torch.save(obj, handle))
