@@ -145,7 +145,7 @@ def test_clip_word_tokens_share_the_sentence_projection(tiny_clip_checkpoint):
     text = backbone.encode_text(["a red car drives", "cat"])
     assert text.sentence.shape == (2, 32) and text.word_tokens.shape == (2, 77, 32)
     assert text.word_mask.sum(1).tolist() == [4, 1]
-    assert text.tokens[0][1:5] == ["a", "red", "car", "drives"]
+    assert text.tokens[0][1:5] == ["a</w>", "red</w>", "car</w>", "drives</w>"]
     eot = 5  # <start> a red car drives <end>
     assert torch.allclose(text.word_tokens[0, eot], text.sentence[0], atol=1e-5)
 

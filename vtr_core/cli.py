@@ -125,6 +125,104 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_split(args: argparse.Namespace, backbone, split: str):
+    """A dataset split with its stored video features and caption features."""
+    from .data import load_dataset
+    from .features import caption_features, video_features
+
+    dataset = load_dataset(args.data_dir, split)
+    videos = video_features(dataset, backbone, args.cache, progress=_progress_bar(f"features {split}"))
+    return dataset, videos, caption_features(dataset.queries, backbone, args.cache), \
+        caption_features(dataset.captions, backbone, args.cache)
+
+
+def _training_corpus(args: argparse.Namespace) -> list[str]:
+    """Captions whose words seed s3ma's concept bank: the training split's, never the test's."""
+    from .data import load_dataset
+
+    try:
+        return load_dataset(args.data_dir, "train700").captions
+    except VtrError:
+        return []
+
+
+def _format_metrics(m: dict) -> str:
+    return f"R@1 {m['R@1']:5.1f}  R@5 {m['R@5']:5.1f}  R@10 {m['R@10']:5.1f}  MdR {m['MdR']:6.1f}  MnR {m['MnR']:7.1f}"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .backbones import create_backbone
+    from .evaluate import evaluate_head
+    from .methods import resolve_head
+
+    backbone = create_backbone(args.backbone, args.device)
+    dataset, videos, queries, captions = _load_split(args, backbone, args.split)
+    head, source = resolve_head(args.method, backbone, args.checkpoint, args.zero_shot,
+                                num_frames=videos.frames.shape[1], corpus=_training_corpus(args))
+    rerank = None if args.all_pairs else (args.rerank_top_k or head.eval_rerank_top_k)
+    result = evaluate_head(head, videos.frames, videos.patches, queries, torch.as_tensor(dataset.query_video),
+                           captions, torch.as_tensor(dataset.caption_video), rerank_top_k=rerank,
+                           dsl_temperature=args.dsl_temperature, method=args.method, backbone=backbone.spec,
+                           split=args.split, head_source=source)
+    print(f"{args.method} on {dataset.name} ({len(dataset)} videos, {len(dataset.queries)} queries, "
+          f"{len(dataset.captions)} captions), backbone {backbone.spec}, head {source}")
+    for label, row in (("", result.plain), ("DSL, transductive ", result.dsl)):
+        print(f"  {label}text-to-video  {_format_metrics(row['t2v'])}")
+        print(f"  {label}video-to-text  {_format_metrics(row['v2t'])}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.as_record(args.dsl), indent=1))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+
+    import torch
+
+    from .backbones import create_backbone
+    from .data import load_dataset
+    from .methods import backbone_slug, create_head, default_checkpoint, SHIPPED_HEADS
+    from .train import TrainConfig, TrainData, ValidationData, init_distributed, train_head, world
+
+    init_distributed()
+    rank, _ = world()
+    backbone = create_backbone(args.backbone, args.device)
+    holdout = args.split == "train700" and not args.no_holdout
+    train_split = "train" if holdout else args.split
+    dataset, videos, _, captions = _load_split(args, backbone, train_split)
+    validation = None
+    if holdout:
+        val_set, val_videos, val_queries, val_captions = _load_split(args, backbone, "val")
+        validation = ValidationData(val_videos.frames, val_videos.patches, val_queries,
+                                    torch.as_tensor(val_set.query_video), val_captions, torch.as_tensor(val_set.caption_video))
+    num_frames = videos.frames.shape[1]
+    head = create_head(args.method, backbone, num_frames=num_frames, corpus=dataset.captions, seed=args.seed)
+    output = Path(args.output or f"runs/{args.method}-{backbone_slug(backbone)}")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         weight_decay=args.weight_decay)
+    if rank == 0:
+        print(f"training {args.method} on {dataset.name} ({len(dataset)} videos, {len(dataset.captions)} captions), "
+              f"backbone {backbone.spec}, validation {'val (100 held-out train700 videos)' if holdout else 'none'}")
+    result = train_head(
+        head, TrainData(videos.frames, videos.patches, captions, torch.as_tensor(dataset.caption_video)),
+        config, output, backbone.id, num_frames, validation=validation, resume=args.resume,
+        log=print if rank == 0 else (lambda message: None),
+    )
+    if rank == 0:
+        print(f"best epoch {result.best_epoch} (validation R-sum {result.best_score:.1f}); "
+              f"{result.steps} steps in {result.seconds:.0f} s; checkpoint {output / 'best.pt'}")
+        (output / "history.json").write_text(json.dumps(result.history, indent=1))
+        if args.ship:
+            SHIPPED_HEADS.mkdir(parents=True, exist_ok=True)
+            target = SHIPPED_HEADS / f"{args.method}-{backbone_slug(backbone)}.pt"
+            shutil.copyfile(output / "best.pt", target)
+            print(f"shipped as {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vtr_core", description="Video-text retrieval explorer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +253,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true", help="one JSON line per query")
     p.set_defaults(func=cmd_search)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--method", required=True, help="meanp | s3ma | eercf | camoe")
+        p.add_argument("--backbone", default="auto", help="auto | lite | clip:ARCH/PRETRAINED_OR_PATH")
+        p.add_argument("--data-dir", required=True, help="MSR-VTT folder, or a folder of videos with captions.jsonl")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--cache", default=None, help="feature cache folder (default ~/.cache/vtr_core/features)")
+
+    p = sub.add_parser("eval", help="R@1/5/10, MdR, MnR both directions, with and without DSL")
+    data_args(p)
+    p.add_argument("--split", default="test300", help="1kA | test300 | val | train700 | train")
+    p.add_argument("--checkpoint", help="head checkpoint (default: the shipped one for this method and backbone)")
+    p.add_argument("--zero-shot", action="store_true", help="an untrained head")
+    p.add_argument("--dsl", action="store_true", help="write the dual-softmax row to --json (transductive)")
+    p.add_argument("--dsl-temperature", type=float, default=1.0, help="on logit-scaled scores")
+    p.add_argument("--rerank-top-k", type=int, default=None, help="two-stage candidates (eercf default 50)")
+    p.add_argument("--all-pairs", action="store_true", help="score every pair finely (no two-stage)")
+    p.add_argument("--json", help="write the result here")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a head on stored backbone features")
+    data_args(p)
+    p.add_argument("--split", default="train700")
+    p.add_argument("--no-holdout", action="store_true", help="train on all of train700, no validation")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--output", help="run folder (default runs/METHOD-BACKBONE)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
+    p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("remove", help="remove videos from an index by id")
     p.add_argument("video_ids", nargs="+")

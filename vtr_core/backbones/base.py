@@ -31,6 +31,26 @@ class TextFeatures:
     word_tokens: torch.Tensor  # float32 [B, L, D]
     word_mask: torch.Tensor  # bool [B, L]: True where a real word piece sits (no padding, no specials)
     tokens: list[list[str]] = field(default_factory=list)  # word pieces, aligned with word_tokens
+    texts: list[str] = field(default_factory=list)  # the cleaned captions themselves
+
+    def __len__(self) -> int:
+        return self.sentence.shape[0]
+
+    def select(self, rows) -> "TextFeatures":
+        """The features of some captions (rows: indices), as float32."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        pick = rows.tolist()
+        return TextFeatures(
+            sentence=self.sentence[rows].float(),
+            word_tokens=self.word_tokens[rows].float(),
+            word_mask=self.word_mask[rows],
+            tokens=[self.tokens[i] for i in pick] if self.tokens else [],
+            texts=[self.texts[i] for i in pick] if self.texts else [],
+        )
+
+    def to(self, device: torch.device) -> "TextFeatures":
+        return TextFeatures(self.sentence.to(device), self.word_tokens.to(device), self.word_mask.to(device),
+                            self.tokens, self.texts)
 
 
 @runtime_checkable
@@ -46,6 +66,22 @@ class Backbone(Protocol):
     def encode_frames(self, frames: np.ndarray) -> FrameFeatures: ...
 
     def encode_text(self, texts: list[str]) -> TextFeatures: ...
+
+
+def concat_text_features(parts: list[TextFeatures]) -> TextFeatures:
+    """Join batches whose word-token lengths differ by padding to the longest."""
+    length = max(p.word_tokens.shape[1] for p in parts)
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, 0, 0, length - x.shape[1])) if x.dim() == 3 else F.pad(x, (0, length - x.shape[1]))
+
+    return TextFeatures(
+        sentence=torch.cat([p.sentence for p in parts]),
+        word_tokens=torch.cat([pad(p.word_tokens) for p in parts]),
+        word_mask=torch.cat([pad(p.word_mask) for p in parts]),
+        tokens=[t + [""] * (length - len(t)) for p in parts for t in p.tokens],
+        texts=[t for p in parts for t in p.texts],
+    )
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

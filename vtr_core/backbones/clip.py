@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..errors import BackboneError
-from .base import FrameFeatures, TextFeatures, autocast, clean_queries, frames_to_tensor
+from .base import FrameFeatures, TextFeatures, autocast, clean_queries, concat_text_features, frames_to_tensor
 
 DEFAULT_CLIP = "ViT-B-32/openai"
+TEXT_BATCH = 256
 _HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
@@ -149,14 +150,16 @@ class ClipBackbone:
 
     def _token_strings(self, ids: list[int]) -> list[str]:
         inner = self.tokenizer
-        if hasattr(inner, "decoder"):  # open_clip's SimpleTokenizer (BPE)
-            return [inner.decoder.get(i, "").replace("</w>", "") for i in ids]
+        if hasattr(inner, "decoder"):  # open_clip's SimpleTokenizer: BPE pieces, "</w>" ends a word
+            return [inner.decoder.get(i, "") for i in ids]
         hf = getattr(inner, "tokenizer", None)
         return hf.convert_ids_to_tokens(ids) if hf is not None else [str(i) for i in ids]
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> TextFeatures:
         texts = clean_queries(texts)
+        if len(texts) > TEXT_BATCH:
+            return concat_text_features([self.encode_text(texts[i : i + TEXT_BATCH]) for i in range(0, len(texts), TEXT_BATCH)])
         ids = self.tokenizer(texts).to(self.device)
         self._captured_tokens = None
         with autocast(self.device):
@@ -176,4 +179,5 @@ class ClipBackbone:
             word_tokens=words.cpu(),
             word_mask=mask,
             tokens=[self._token_strings(row) for row in id_rows],
+            texts=texts,
         )

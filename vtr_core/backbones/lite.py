@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import BackboneError
 from ..storage import atomic_torch_save, cache_dir
-from .base import FrameFeatures, TextFeatures, autocast, clean_queries, frames_to_tensor
+from .base import FrameFeatures, TextFeatures, autocast, clean_queries, concat_text_features, frames_to_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,6 +79,8 @@ class MiniLMEncoder:
 
     @torch.no_grad()
     def __call__(self, texts: list[str]) -> TextFeatures:
+        if len(texts) > TEXT_BATCH:
+            return concat_text_features([self(texts[i : i + TEXT_BATCH]) for i in range(0, len(texts), TEXT_BATCH)])
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt"
         ).to(self.device)
@@ -93,6 +95,7 @@ class MiniLMEncoder:
             word_tokens=hidden.cpu(),
             word_mask=(attention & ~special).cpu(),
             tokens=tokens,
+            texts=list(texts),
         )
 
 

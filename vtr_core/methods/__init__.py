@@ -1,1 +1,155 @@
-"""Retrieval heads over backbone features (meanp now; s3ma, eercf, camoe share its interface)."""
+"""Retrieval heads over backbone features, named as in the papers, built and loaded by name.
+
+`create_head(name, backbone)` builds an untrained (zero-shot) head; `load_head(path, backbone)`
+loads a trained one; `default_checkpoint(name, backbone)` finds the shipped checkpoint in
+precomputed/heads/. Checkpoints are loaded with `torch.load(weights_only=True)`: plain tensors,
+numbers, strings and lists only, never arbitrary pickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..backbones import Backbone
+from ..errors import VtrError
+from ..storage import atomic_torch_save
+from .base import Explanation, HeadConfig, RetrievalHead, State, concat_states, select_rows
+from .camoe import CAMoE
+from .eercf import EERCF
+from .meanp import MeanPooling
+from .s3ma import S3MA, build_vocabulary
+
+METHODS: dict[str, type[RetrievalHead]] = {cls.name: cls for cls in (MeanPooling, S3MA, EERCF, CAMoE)}
+CHECKPOINT_FORMAT = "vtr-head"
+CHECKPOINT_VERSION = 1
+SHIPPED_HEADS = Path(__file__).resolve().parents[2] / "precomputed" / "heads"
+
+__all__ = ["METHODS", "Explanation", "RetrievalHead", "State", "concat_states", "create_head", "default_checkpoint",
+           "load_head", "save_head", "select_rows"]
+
+
+class CheckpointError(VtrError):
+    """A checkpoint that does not fit: another method, backbone or dimension, or not a checkpoint."""
+
+
+def method_class(name: str) -> type[RetrievalHead]:
+    if name not in METHODS:
+        raise VtrError(f"unknown method {name!r}: use one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def make_config(name: str, num_frames: int = 12, **overrides: Any) -> HeadConfig:
+    config_class = method_class(name).config_class
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise VtrError(f"method {name} has no setting {', '.join(sorted(unknown))}")
+    if "num_frames" in fields:
+        overrides.setdefault("num_frames", num_frames)
+    return config_class(**overrides)
+
+
+def create_head(
+    name: str,
+    backbone: Backbone,
+    num_frames: int = 12,
+    corpus: list[str] | None = None,
+    seed: int = 0,
+    **overrides: Any,
+) -> RetrievalHead:
+    """An untrained head; s3ma clusters the words of `corpus` (captions) into its concept bank."""
+    torch.manual_seed(seed)
+    head = method_class(name)(backbone.embed_dim, make_config(name, num_frames, **overrides))
+    if isinstance(head, S3MA):
+        if not corpus:
+            from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+            corpus = list(IMAGENET_CLASSNAMES)
+        words = build_vocabulary(corpus)
+        vectors = torch.cat([backbone.encode_text(words[i : i + 1024]).sentence for i in range(0, len(words), 1024)])
+        head.init_concepts(vectors, words, seed=seed)
+    return head.eval()
+
+
+def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frames: int, extra: dict | None = None) -> None:
+    atomic_torch_save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "method": head.name,
+            "backbone_id": backbone_id,
+            "embed_dim": head.embed_dim,
+            "num_frames": num_frames,
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(head.config).items()},
+            "state_dict": head.state_dict(),
+            "head_extra": head.extra_state(),
+            "training": extra or {},
+        },
+        path,
+    )
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path}: not a loadable head checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path}: not a vtr head checkpoint")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {checkpoint.get('version')}, expected {CHECKPOINT_VERSION}")
+    return checkpoint
+
+
+def load_head(path: str | Path, backbone: Backbone, method: str | None = None, num_frames: int | None = None) -> RetrievalHead:
+    """A trained head; any mismatch with the caller's method, backbone or frames is an error."""
+    checkpoint = read_checkpoint(path)
+    if method is not None and checkpoint["method"] != method:
+        raise CheckpointError(f"checkpoint {path} is for method {checkpoint['method']}, not {method}")
+    if checkpoint["backbone_id"] != backbone.id:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on backbone {checkpoint['backbone_id']}, this run uses {backbone.id}"
+        )
+    if checkpoint["embed_dim"] != backbone.embed_dim:
+        raise CheckpointError(f"checkpoint {path} has dimension {checkpoint['embed_dim']}, backbone {backbone.embed_dim}")
+    if num_frames is not None and "num_frames" in checkpoint["config"] and checkpoint["num_frames"] != num_frames:
+        raise CheckpointError(f"checkpoint {path} was trained with {checkpoint['num_frames']} frames, the index has {num_frames}")
+    config_class = method_class(checkpoint["method"]).config_class
+    config = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()})
+    head = method_class(checkpoint["method"])(checkpoint["embed_dim"], config)
+    state = checkpoint["state_dict"]
+    if isinstance(head, S3MA):
+        head.concepts = torch.nn.Parameter(torch.zeros_like(state["concepts"]))
+    head.load_extra_state(checkpoint["head_extra"])
+    head.load_state_dict(state)
+    return head.eval()
+
+
+def backbone_slug(backbone: Backbone) -> str:
+    return backbone.spec.split(":")[0] if backbone.spec == "lite" else backbone.spec.replace(":", "-").replace("/", "-")
+
+
+def default_checkpoint(name: str, backbone: Backbone) -> Path | None:
+    """The shipped checkpoint of a method for a backbone, if there is one."""
+    path = SHIPPED_HEADS / f"{name}-{backbone_slug(backbone)}.pt"
+    return path if path.is_file() else None
+
+
+def resolve_head(name: str, backbone: Backbone, checkpoint: str | Path | None = None, zero_shot: bool = False,
+                 num_frames: int = 12, corpus: list[str] | None = None) -> tuple[RetrievalHead, str]:
+    """The head a command asked for, and where it came from (a path, or "zero-shot")."""
+    if checkpoint and zero_shot:
+        raise VtrError("give --checkpoint or --zero-shot, not both")
+    if not zero_shot:
+        path = Path(checkpoint) if checkpoint else default_checkpoint(name, backbone)
+        if path is not None:
+            return load_head(path, backbone, method=name, num_frames=num_frames), str(path)
+    return create_head(name, backbone, num_frames=num_frames, corpus=corpus), "zero-shot"

@@ -1,10 +1,16 @@
-"""CLIP4Clip mean pooling: a video is the mean of its L2-normalised frame features."""
+"""CLIP4Clip mean pooling: a video is the mean of its L2-normalised frame features.
+
+The baseline every method is measured against: one vector per video, one per query, cosine.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..backbones.base import TextFeatures
+from .base import Explanation, RetrievalHead, State, symmetric_cross_entropy
 
 
 def video_embedding(frame_features: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -15,3 +21,34 @@ def video_embedding(frame_features: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def query_embedding(sentence_features: torch.Tensor) -> torch.Tensor:
     return F.normalize(sentence_features.float(), dim=-1)
+
+
+class MeanPooling(RetrievalHead):
+    name = "meanp"
+
+    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None) -> State:
+        frames = F.normalize(self.adapt_frames(frames.float()), dim=-1)
+        return {"coarse": video_embedding(frames), "frames": frames}
+
+    def text_state(self, text: TextFeatures) -> State:
+        sentence, _ = self.adapt_text(text)
+        return {"coarse": query_embedding(sentence)}
+
+    def similarity_terms(self, queries: State, videos: State) -> dict[str, torch.Tensor]:
+        return {"mean": self.coarse_similarity(queries, videos)}
+
+    def term_weights(self, queries: State) -> dict[str, float]:
+        return {"mean": 1.0}
+
+    def loss_from_states(self, queries: State, videos: State, text: TextFeatures):
+        similarity = self.similarity(queries, videos)
+        loss = symmetric_cross_entropy(self.scale * similarity)
+        return loss, {"loss": loss.item()}
+
+    def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
+        explanation = super().explain(query, video)
+        # how much each frame agrees with the query (mean pooling weighs all frames equally)
+        per_frame = (video["frames"][0] @ query["coarse"][0]).tolist()
+        explanation.extra["frame_similarity"] = per_frame
+        explanation.frame_weights = [1.0 / len(per_frame)] * len(per_frame)
+        return explanation

@@ -1,0 +1,188 @@
+"""The one interface every retrieval head keeps, and the parts heads share.
+
+A head turns stored backbone features into per-video and per-query *states* (dicts of tensors,
+computed once: videos at index time, queries at search time), scores states against each other,
+explains one (query, video) pair, and defines its training loss. Every state holds a `coarse`
+vector: the inner product of a query's and a video's `coarse` vectors is the head's stage-1 score,
+which faiss searches; `similarity` is the head's full score. The index, the evaluator and the app
+only call this interface, so no caller special-cases a method.
+
+Frozen-backbone training: the papers fine-tune CLIP at lr 1e-7 with new parameters at 1e-4. Here
+features are cached, so a zero-initialised residual linear map on each tower (`FeatureAdapter`)
+stands in for backbone fine-tuning; at initialisation it is the identity, which keeps every
+untrained head equal to its parameter-free form (zero-shot).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..backbones.base import TextFeatures
+from ..losses import symmetric_cross_entropy  # noqa: F401  (re-exported for the heads)
+
+State = dict[str, torch.Tensor]
+MAX_LOGIT_SCALE = 100.0
+
+
+def select_rows(state: State, rows) -> State:
+    """The states of some videos or queries (rows: indices along dim 0)."""
+    rows = torch.as_tensor(rows, dtype=torch.long, device=next(iter(state.values())).device)
+    return {key: value[rows] for key, value in state.items()}
+
+
+def concat_states(states: list[State]) -> State:
+    return {key: torch.cat([s[key] for s in states]) for key in states[0]}
+
+
+def softmax_pool(scores: torch.Tensor, temperature: float, dim: int = -1) -> torch.Tensor:
+    """sum_i softmax(s / tau)_i * s_i: a soft maximum that keeps gradients for every element."""
+    return (torch.softmax(scores / temperature, dim=dim) * scores).sum(dim)
+
+
+class ResidualLinear(nn.Module):
+    """x + W x + b with W, b = 0 at start: exactly the identity until trained."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear(x)
+
+
+class FeatureAdapter(nn.Module):
+    """Learnable stand-in for fine-tuning the frozen towers (see module docstring)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.visual = ResidualLinear(dim)
+        self.text = ResidualLinear(dim)
+
+
+class TemporalEncoder(nn.Module):
+    """CLIP4Clip's seqTransf: F' = F + TE(F + pos), here with a zero-initialised output map.
+
+    CLIP4Clip initialises TE from CLIP's text layers; the `lite` backbone has no such layers, so
+    the residual branch starts at zero instead, making F' = F before training (zero-shot safe).
+    """
+
+    def __init__(self, dim: int, layers: int = 4, heads: int = 8, max_frames: int = 64, dropout: float = 0.1):
+        super().__init__()
+        heads = heads if dim % heads == 0 else 1
+        self.position = nn.Parameter(torch.randn(max_frames, dim) * 0.01)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.output = nn.Linear(dim, dim)
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        T = frames.shape[-2]
+        return frames + self.output(self.encoder(frames + self.position[:T]))
+
+
+@dataclass
+class Explanation:
+    """Why a video scored what it did for a query; every field is plain data for the UI."""
+
+    method: str
+    score: float
+    terms: dict[str, float]  # each named part of the score (before weighting)
+    weights: dict[str, float]  # the weight of each part in `score`
+    frame_weights: list[float] | None = None  # [T] attention over the sampled frames
+    patch_weights: list[list[float]] | None = None  # [T, P] text-conditioned attention over patches
+    concepts: dict[str, Any] | None = None  # s3ma: top concepts of query, video, frames; shared
+    gates: dict[str, float] | None = None  # camoe: weight of each expert stream
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class HeadConfig:
+    """Settings every head has; each method extends it with its own (METHODS.md values)."""
+
+    temporal_layers: int = 4
+    init_logit_scale: float = math.log(1 / 0.07)
+    rerank_top_k: int = 0  # stage-2 candidates in search; 0: the coarse score is final
+
+
+class RetrievalHead(nn.Module):
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = HeadConfig
+    # Evaluation scores all pairs with `similarity` unless a head follows its paper's two-stage
+    # protocol (eercf): then the evaluator re-ranks only this many coarse candidates.
+    eval_rerank_top_k: ClassVar[int | None] = None
+
+    def __init__(self, embed_dim: int, config: HeadConfig | None = None):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.config = config or self.config_class()
+        self.adapter = FeatureAdapter(embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(self.config.init_logit_scale)))
+
+    # -- shared helpers ------------------------------------------------------------------------
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+    def adapt_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.adapter.visual(frames)
+
+    def adapt_text(self, text: TextFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adapted (sentence [B, D], word tokens [B, L, D])."""
+        return self.adapter.text(text.sentence.float()), self.adapter.text(text.word_tokens.float())
+
+    # -- the interface -------------------------------------------------------------------------
+    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None) -> State:
+        raise NotImplementedError
+
+    def text_state(self, text: TextFeatures) -> State:
+        raise NotImplementedError
+
+    def similarity_terms(self, queries: State, videos: State) -> dict[str, torch.Tensor]:
+        """Each part of the score, all pairs: name -> [Q, V], cosine scale."""
+        raise NotImplementedError
+
+    def term_weights(self, queries: State) -> dict[str, torch.Tensor]:
+        """Weight of each term: a float, or a [Q, 1] tensor when it depends on the query (gates)."""
+        raise NotImplementedError
+
+    def similarity(self, queries: State, videos: State) -> torch.Tensor:
+        """The head's full score for all pairs [Q, V], cosine scale."""
+        terms = self.similarity_terms(queries, videos)
+        weights = self.term_weights(queries)
+        return sum(weights[name] * value for name, value in terms.items() if name in weights)
+
+    def coarse_similarity(self, queries: State, videos: State) -> torch.Tensor:
+        return queries["coarse"] @ videos["coarse"].T
+
+    def loss(self, text: TextFeatures, frames: torch.Tensor, patches: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a batch of matching (caption b, video b) pairs."""
+        return self.loss_from_states(self.text_state(text), self.video_state(frames, patches), text)
+
+    def loss_from_states(self, queries: State, videos: State, text: TextFeatures) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss given the batch's states (split out so states can be gathered across processes)."""
+        raise NotImplementedError
+
+    def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
+        """The parts of one (query, video) score; states hold one row each; `text` labels words."""
+        terms = {name: float(value[0, 0]) for name, value in self.similarity_terms(query, video).items()}
+        weights = {name: float(torch.as_tensor(w).reshape(-1)[0]) for name, w in self.term_weights(query).items()}
+        score = sum(weights[n] * terms[n] for n in weights if n in terms)
+        return Explanation(method=self.name, score=score, terms=terms, weights=weights)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Non-tensor data a checkpoint must carry (e.g. a concept bank's vocabulary)."""
+        return {}
+
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
+        pass

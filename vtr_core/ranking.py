@@ -1,0 +1,76 @@
+"""Turning head states into score matrices: all pairs, or EERCF's two-stage coarse-to-fine.
+
+Two-stage: stage 1 scores every video with the coarse inner product; stage 2 re-scores only each
+query's top-k candidates with the head's full similarity, adding RERANK_OFFSET so candidates stay
+above every non-candidate (which keeps its coarse score). Fine scoring never touches the other
+V - k videos.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .methods import RetrievalHead, State, select_rows
+
+RERANK_OFFSET = 100.0
+QUERY_CHUNK = 64
+
+
+@torch.no_grad()
+def all_pair_scores(head: RetrievalHead, queries: State, videos: State, query_chunk: int = QUERY_CHUNK) -> torch.Tensor:
+    """The head's full similarity for every (query, video) pair: [Q, V]."""
+    count = next(iter(queries.values())).shape[0]
+    parts = [head.similarity(select_rows(queries, range(s, min(s + query_chunk, count))), videos)
+             for s in range(0, count, query_chunk)]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def rerank_candidates(head: RetrievalHead, queries: State, videos: State, candidates: torch.Tensor) -> torch.Tensor:
+    """Full similarity of each query with its own candidate videos only: [Q, k].
+
+    Loops over whichever side is shorter: per query (online search: one query, k videos), or per
+    candidate video with all the queries that picked it (evaluation: thousands of queries), which
+    reads each video's fine features (patch tokens) once instead of copying them per query.
+    """
+    count, k = candidates.shape
+    unique_videos = torch.unique(candidates)
+    if count <= len(unique_videos):
+        return torch.stack([head.similarity(select_rows(queries, [q]), select_rows(videos, candidates[q]))[0]
+                            for q in range(count)])
+    flat_videos = candidates.reshape(-1)
+    flat_queries = torch.arange(count).repeat_interleave(k)
+    scores = torch.empty(count * k)
+    order = torch.argsort(flat_videos, stable=True)
+    boundaries = torch.searchsorted(flat_videos[order], unique_videos, right=True)
+    start = 0
+    for video, stop in zip(unique_videos.tolist(), boundaries.tolist()):
+        positions = order[start:stop]
+        pair_scores = head.similarity(select_rows(queries, flat_queries[positions]), select_rows(videos, [video]))
+        scores[positions] = pair_scores[:, 0]
+        start = stop
+    return scores.view(count, k)
+
+
+@torch.no_grad()
+def two_stage_scores(head: RetrievalHead, queries: State, videos: State, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores [Q, V], candidate mask [Q, V]): coarse for all videos, fine for each query's top-k."""
+    coarse = head.coarse_similarity(queries, videos)
+    top_k = min(top_k, coarse.shape[1])
+    candidates = coarse.topk(top_k, dim=1).indices
+    fine = rerank_candidates(head, queries, videos, candidates)
+    mask = torch.zeros_like(coarse, dtype=torch.bool).scatter(1, candidates, True)
+    return coarse.scatter(1, candidates, fine), mask
+
+
+def rank_order(scores: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores to rank by: candidates (if any) lifted above every non-candidate."""
+    return scores if candidates is None else scores + RERANK_OFFSET * candidates
+
+
+def score_matrix(head: RetrievalHead, queries: State, videos: State,
+                 rerank_top_k: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(scores, candidate mask or None): all pairs when rerank_top_k is None, else two-stage."""
+    if rerank_top_k is None:
+        return all_pair_scores(head, queries, videos), None
+    return two_stage_scores(head, queries, videos, rerank_top_k)

@@ -1,0 +1,264 @@
+"""Training a head on stored backbone features (frozen backbone), on one process or many.
+
+Each step takes a batch of distinct videos, each with one of its captions drawn at random, and
+minimises the head's own loss. AdamW with linear warm-up then cosine decay; weight decay only on
+matrices. After every epoch the head is validated (text-to-video on held-out videos, never the
+test split) and `last.pt` (everything needed to resume) and `best.pt` (the head alone, best
+validation R@1+R@5+R@10) are written atomically.
+
+Multi-process (`torchrun --nproc_per_node N -m vtr_core train ...`, gloo on CPU, nccl on GPU):
+every rank holds the same features, takes its shard of each global batch, gathers the shards'
+states with autograd-aware all_gather, and computes the loss over the whole global batch; the
+gradients, averaged over ranks, then equal those of one process on the global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from .backbones.base import TextFeatures
+from .errors import VtrError
+from .evaluate import evaluate_head
+from .methods import RetrievalHead, save_head
+from .methods.s3ma import S3MA
+from .storage import atomic_torch_save
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 0.2
+    warmup: float = 0.1  # share of all steps
+    grad_clip: float = 1.0
+    seed: int = 42
+
+
+@dataclass
+class TrainData:
+    """Features of the training videos and their captions (caption_video maps captions to videos)."""
+
+    frames: torch.Tensor  # [V, T, D]
+    patches: torch.Tensor | None  # [V, T, P, D], float16 ok
+    captions: TextFeatures
+    caption_video: torch.Tensor  # [C]
+
+
+@dataclass
+class ValidationData:
+    frames: torch.Tensor
+    patches: torch.Tensor | None
+    queries: TextFeatures
+    query_video: torch.Tensor
+    captions: TextFeatures
+    caption_video: torch.Tensor
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -1.0
+    seconds: float = 0.0
+    steps: int = 0
+
+
+def world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> bool:
+    """Join a torchrun job if this process was started by one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return True
+    return False
+
+
+def parameter_groups(head: RetrievalHead, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, parameter in head.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (decay if parameter.dim() >= 2 and name not in {"G", "A", "concepts"} else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(step: int, total: int, warmup_steps: int) -> float:
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def sample_batches(data: TrainData, batch_size: int, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch: every video once, in batches of distinct videos, each with a random caption."""
+    num_videos = data.frames.shape[0]
+    by_video = [torch.nonzero(data.caption_video == v).flatten() for v in range(num_videos)]
+    order = torch.randperm(num_videos, generator=generator)
+    batches = []
+    for start in range(0, num_videos, batch_size):
+        videos = order[start : start + batch_size]
+        if len(videos) < 2:  # a contrastive batch needs negatives
+            continue
+        picks = torch.randint(0, 1 << 30, (len(videos),), generator=generator)
+        captions = torch.stack([by_video[v][p % len(by_video[v])] for v, p in zip(videos.tolist(), picks.tolist())])
+        batches.append((videos, captions))
+    return batches
+
+
+class GatheredLoss:
+    """A head's loss over the global batch when several processes train together.
+
+    Each rank computes the states of its own shard; the states are gathered with autograd-aware
+    all_gather and the loss is taken over all of them, so every rank's gradient flows back
+    through its own shard only (summed over the ranks' identical losses by all_gather's backward).
+    """
+
+    def __init__(self, head: RetrievalHead):
+        self.head = head
+
+    def __call__(self, text: TextFeatures, frames: torch.Tensor, patches: torch.Tensor | None):
+        _, size = world()
+        if size == 1:
+            return self.head.loss(text, frames, patches)
+        from torch.distributed.nn.functional import all_gather
+
+        def gather_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            out = {}
+            for key, value in state.items():
+                floating = value.is_floating_point()
+                parts = all_gather((value if floating else value.float()).contiguous())
+                joined = torch.cat(parts)
+                out[key] = joined if floating else joined.to(value.dtype)
+            return out
+
+        queries = gather_state(self.head.text_state(text))
+        videos = gather_state(self.head.video_state(frames, patches))
+        texts: list[list[str]] = [[] for _ in range(size)]
+        tokens: list[list[list[str]]] = [[] for _ in range(size)]
+        dist.all_gather_object(texts, text.texts)
+        dist.all_gather_object(tokens, text.tokens)
+        labels = TextFeatures(text.sentence, text.word_tokens, text.word_mask,
+                              [t for part in tokens for t in part], [t for part in texts for t in part])
+        return self.head.loss_from_states(queries, videos, labels)
+
+
+def average_gradients(head: RetrievalHead) -> None:
+    _, size = world()
+    if size == 1:
+        return
+    for parameter in head.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= size
+
+
+def validate(head: RetrievalHead, data: ValidationData) -> dict:
+    result = evaluate_head(head, data.frames, data.patches, data.queries, data.query_video, data.captions,
+                           data.caption_video, rerank_top_k=head.eval_rerank_top_k)
+    t2v = result.plain["t2v"]
+    return {"val_t2v": t2v, "val_v2t": result.plain["v2t"], "val_rsum": t2v["R@1"] + t2v["R@5"] + t2v["R@10"]}
+
+
+def train_head(
+    head: RetrievalHead,
+    data: TrainData,
+    config: TrainConfig,
+    output_dir: str | Path,
+    backbone_id: str,
+    num_frames: int,
+    validation: ValidationData | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train in place; returns the history. Resumes from output_dir/last.pt when asked."""
+    rank, size = world()
+    output_dir = Path(output_dir)
+    if config.batch_size % size:
+        raise VtrError(f"batch size {config.batch_size} does not split over {size} processes")
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(parameter_groups(head, config.weight_decay), lr=config.lr,
+                                  betas=(0.9, 0.98), eps=1e-6)
+    steps_per_epoch = len(sample_batches(data, config.batch_size, torch.Generator().manual_seed(0)))
+    total_steps = max(1, steps_per_epoch * config.epochs)
+    warmup_steps = max(1, int(config.warmup * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps))
+    result, start_epoch = TrainResult(), 0
+
+    last = output_dir / "last.pt"
+    if resume and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if state["method"] != head.name:
+            raise VtrError(f"{last} holds a {state['method']} run, not {head.name}")
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        result.history, result.best_epoch, result.best_score = state["history"], state["best_epoch"], state["best_score"]
+        result.steps = state["steps"]
+        start_epoch = state["epoch"] + 1
+        log(f"resumed from {last} at epoch {start_epoch}")
+
+    loss_fn = GatheredLoss(head)
+    started = time.perf_counter()
+    shard = config.batch_size // size
+    for epoch in range(start_epoch, config.epochs):
+        head.train()
+        losses = []
+        for videos, captions in sample_batches(data, config.batch_size, generator):
+            local = slice(rank * shard, (rank + 1) * shard) if size > 1 else slice(None)
+            videos, captions = videos[local], captions[local]
+            frames, patches = data.frames[videos].float(), data.patches[videos].float() if data.patches is not None else None
+            loss, parts = loss_fn(data.captions.select(captions), frames, patches)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            average_gradients(head)
+            torch.nn.utils.clip_grad_norm_(head.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            result.steps += 1
+            losses.append(parts)
+            if progress:
+                progress(result.steps, total_steps)
+        record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0],
+                  **{k: sum(p[k] for p in losses) / max(1, len(losses)) for k in (losses[0] if losses else {})}}
+        if validation is not None:
+            record.update(validate(head, validation))
+        result.history.append(record)
+        score = record.get("val_rsum", -record.get("loss", 0.0))
+        if rank == 0:
+            if score > result.best_score:
+                result.best_epoch, result.best_score = epoch, score
+                save_head(head, output_dir / "best.pt", backbone_id, num_frames,
+                          extra={"epoch": epoch, "train_config": asdict(config), "record": record})
+            atomic_torch_save({
+                "method": head.name, "epoch": epoch, "head": head.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": result.history, "best_epoch": result.best_epoch, "best_score": result.best_score,
+                "steps": result.steps,
+            }, last)
+        summary = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
+        log(f"epoch {epoch}: {summary}")
+    result.seconds = time.perf_counter() - started
+    head.eval()
+    return result
+
+
+def training_corpus(head: RetrievalHead) -> bool:
+    """Whether a head needs the training captions at construction (s3ma's concept bank)."""
+    return isinstance(head, S3MA)
