@@ -8,7 +8,7 @@ validation R@1+R@5+R@10) are written atomically.
 
 Multi-process (`torchrun --nproc_per_node N -m vtr_core train ...`, gloo on CPU, nccl on GPU):
 every rank holds the same features, takes its shard of each global batch, gathers the shards'
-states with autograd-aware all_gather, and computes the loss over the whole global batch; the
+states (one all_gather forward, one all_reduce backward), computes the loss over the global batch; the
 gradients, averaged over ranks, then equal those of one process on the global batch.
 """
 
@@ -36,7 +36,7 @@ from .storage import atomic_torch_save
 class TrainConfig:
     epochs: int = 30
     batch_size: int = 128
-    lr: float = 1e-4
+    lr: float = 1e-3
     weight_decay: float = 0.2
     warmup: float = 0.1  # share of all steps
     grad_clip: float = 1.0
@@ -118,12 +118,52 @@ def sample_batches(data: TrainData, batch_size: int, generator: torch.Generator)
     return batches
 
 
+class _GatherStates(torch.autograd.Function):
+    """All ranks' state tensors in one all_gather; gradients return in one all_reduce.
+
+    One flat buffer per direction means every rank issues exactly one collective, so there is no
+    order in which ranks could pair different tensors' gradients with each other.
+    """
+
+    @staticmethod
+    def forward(ctx, *tensors: torch.Tensor):
+        rank, size = world()
+        ctx.rank, ctx.size, ctx.shapes = rank, size, [t.shape for t in tensors]
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        parts = [torch.empty_like(flat) for _ in range(size)]
+        dist.all_gather(parts, flat.contiguous())
+        sizes = [t.numel() for t in tensors]
+        per_rank = [torch.split(part, sizes) for part in parts]
+        return tuple(torch.cat([per_rank[r][i].view(shape) for r in range(size)])
+                     for i, shape in enumerate(ctx.shapes))
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        rows = [shape[0] for shape in ctx.shapes]
+        chunks = []
+        for r in range(ctx.size):
+            for grad, shape, n in zip(grads, ctx.shapes, rows):
+                part = grad[r * n : (r + 1) * n] if grad is not None else torch.zeros(shape)
+                chunks.append(part.reshape(-1))
+        buffer = torch.cat(chunks)
+        dist.all_reduce(buffer)  # every rank took the same global loss: sum their gradients
+        local = buffer.view(ctx.size, -1)[ctx.rank]
+        return tuple(piece.view(shape) for piece, shape in zip(torch.split(local, [s.numel() for s in ctx.shapes]), ctx.shapes))
+
+
+def gather_states(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    keys = list(state)
+    dtypes = [state[k].dtype for k in keys]
+    gathered = _GatherStates.apply(*[state[k].float() for k in keys])
+    return {k: g.to(d) for k, g, d in zip(keys, gathered, dtypes)}
+
+
 class GatheredLoss:
     """A head's loss over the global batch when several processes train together.
 
-    Each rank computes the states of its own shard; the states are gathered with autograd-aware
-    all_gather and the loss is taken over all of them, so every rank's gradient flows back
-    through its own shard only (summed over the ranks' identical losses by all_gather's backward).
+    Each rank computes the states of its own shard; the states are gathered (with gradients) and
+    the loss is taken over all of them, so every rank's gradient flows back through its own shard
+    only; averaging gradients over ranks then gives exactly the one-process gradient.
     """
 
     def __init__(self, head: RetrievalHead):
@@ -133,25 +173,11 @@ class GatheredLoss:
         _, size = world()
         if size == 1:
             return self.head.loss(text, frames, patches)
-        from torch.distributed.nn.functional import all_gather
-
-        def gather_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            out = {}
-            for key, value in state.items():
-                floating = value.is_floating_point()
-                parts = all_gather((value if floating else value.float()).contiguous())
-                joined = torch.cat(parts)
-                out[key] = joined if floating else joined.to(value.dtype)
-            return out
-
-        queries = gather_state(self.head.text_state(text))
-        videos = gather_state(self.head.video_state(frames, patches))
+        queries = gather_states(self.head.text_state(text))
+        videos = gather_states(self.head.video_state(frames, patches))
         texts: list[list[str]] = [[] for _ in range(size)]
-        tokens: list[list[list[str]]] = [[] for _ in range(size)]
         dist.all_gather_object(texts, text.texts)
-        dist.all_gather_object(tokens, text.tokens)
-        labels = TextFeatures(text.sentence, text.word_tokens, text.word_mask,
-                              [t for part in tokens for t in part], [t for part in texts for t in part])
+        labels = TextFeatures(text.sentence, text.word_tokens, text.word_mask, [], [t for part in texts for t in part])
         return self.head.loss_from_states(queries, videos, labels)
 
 

@@ -172,6 +172,7 @@ class RetrievalHead(nn.Module):
         """The loss given the batch's states (split out so states can be gathered across processes)."""
         raise NotImplementedError
 
+    @torch.no_grad()
     def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
         """The parts of one (query, video) score; states hold one row each; `text` labels words."""
         terms = {name: float(value[0, 0]) for name, value in self.similarity_terms(query, video).items()}

@@ -120,6 +120,7 @@ class CAMoE(RetrievalHead):
         return loss, {"loss": loss.item(), "fused": loss_fused.item(), "streams": loss_streams.item()}
 
     # -- explanation ---------------------------------------------------------------------------
+    @torch.no_grad()
     def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
         explanation = super().explain(query, video)
         explanation.gates = {name: float(query["gate"][0, k]) for k, name in enumerate(STREAMS)}

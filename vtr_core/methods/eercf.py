@@ -134,6 +134,7 @@ class EERCF(RetrievalHead):
                       "pearson": loss_pearson.item()}
 
     # -- explanation ---------------------------------------------------------------------------
+    @torch.no_grad()
     def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
         c = self.config
         explanation = super().explain(query, video)

@@ -45,6 +45,7 @@ class MeanPooling(RetrievalHead):
         loss = symmetric_cross_entropy(self.scale * similarity)
         return loss, {"loss": loss.item()}
 
+    @torch.no_grad()
     def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
         explanation = super().explain(query, video)
         # how much each frame agrees with the query (mean pooling weighs all frames equally)

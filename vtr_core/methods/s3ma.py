@@ -175,6 +175,7 @@ class S3MA(RetrievalHead):
         return [{"concept": int(k), "weight": round(float(v), 4), "words": self.concept_words(int(k))}
                 for v, k in zip(values, ids)]
 
+    @torch.no_grad()
     def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
         explanation = super().explain(query, video)
         frame_scores = video["frames"][0] @ query["coarse"][0]

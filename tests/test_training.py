@@ -1,0 +1,106 @@
+"""Training on stored features: it learns, it resumes exactly, and it runs data-parallel."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from vtr_core.evaluate import evaluate_head
+from vtr_core.index import VideoIndex
+from vtr_core.methods import create_head, load_head
+from vtr_core.train import TrainConfig, TrainData, train_head, warmup_cosine
+
+
+@pytest.fixture(scope="module")
+def demo_data(lite_backbone):
+    """The demo collection: 39 real clips (stored features) and their 116 captions."""
+    index = VideoIndex.open(REPO / "precomputed" / "demo_index", backbone_id=lite_backbone.id)
+    rows = [json.loads(line) for line in (REPO / "assets" / "captions.jsonl").read_text().splitlines()]
+    order = [index.row_of(row["video_id"]) for row in rows]
+    captions = [c for row in rows for c in row["captions"]]
+    caption_video = torch.tensor([i for i, row in enumerate(rows) for _ in row["captions"]])
+    frames = torch.from_numpy(index.frame_features(order))
+    return TrainData(frames, None, lite_backbone.encode_text(captions), caption_video)
+
+
+def recall_sum(head, data: TrainData) -> float:
+    first = torch.tensor([int(torch.nonzero(data.caption_video == v)[0]) for v in range(len(data.frames))])
+    result = evaluate_head(head, data.frames, None, data.captions.select(first), torch.arange(len(first)),
+                           data.captions, data.caption_video)
+    t2v = result.plain["t2v"]
+    return t2v["R@1"] + t2v["R@5"] + t2v["R@10"]
+
+
+def test_warmup_cosine_schedule():
+    assert [round(warmup_cosine(s, 10, 2), 4) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+
+
+@pytest.mark.parametrize("name", ["meanp", "eercf"])
+def test_training_lowers_loss_and_raises_recall(demo_data, lite_backbone, tmp_path, name):
+    head = create_head(name, lite_backbone, num_frames=12, temporal_layers=1)
+    before = recall_sum(head, demo_data)
+    config = TrainConfig(epochs=12, batch_size=16, lr=3e-3, seed=0)
+    result = train_head(head, demo_data, config, tmp_path, lite_backbone.id, 12, log=lambda m: None)
+    losses = [record["loss"] for record in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    assert recall_sum(head, demo_data) > before + 10  # on the training clips themselves
+    best = load_head(tmp_path / "best.pt", lite_backbone, method=name, num_frames=12)
+    assert best.name == name
+
+
+def test_resume_continues_exactly(demo_data, lite_backbone, tmp_path):
+    config = TrainConfig(epochs=4, batch_size=16, lr=3e-3, seed=0)
+    straight = create_head("meanp", lite_backbone, num_frames=12)
+    train_head(straight, demo_data, config, tmp_path / "straight", lite_backbone.id, 12, log=lambda m: None)
+
+    def interrupt_after_second_epoch(message: str) -> None:
+        if message.startswith("epoch 1:"):  # logged right after last.pt is written
+            raise KeyboardInterrupt
+
+    interrupted = create_head("meanp", lite_backbone, num_frames=12)
+    with pytest.raises(KeyboardInterrupt):
+        train_head(interrupted, demo_data, config, tmp_path / "resumed", lite_backbone.id, 12,
+                   log=interrupt_after_second_epoch)
+    # a fresh process would start from scratch: a new head, then resume from last.pt
+    resumed = create_head("meanp", lite_backbone, num_frames=12)
+    messages = []
+    result = train_head(resumed, demo_data, config, tmp_path / "resumed", lite_backbone.id, 12, resume=True,
+                        log=messages.append)
+    assert messages[0].startswith("resumed from") and len(result.history) == 4
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_torchrun_step_equals_one_process(tmp_path):
+    """gloo, 2 ranks x 4 samples: the averaged gradients equal one process on all 8 samples."""
+    out = tmp_path / "ddp.pt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), str(REPO / "tests" / "ddp_worker.py"), str(out)]
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                               env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    distributed = torch.load(out, weights_only=True)
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import ddp_worker
+
+    text, frames, patches = ddp_worker.batch()
+    for name in ("eercf", "s3ma"):
+        head = ddp_worker.build(name).eval()
+        loss, _ = head.loss(text, frames, patches)
+        loss.backward()
+        reference = ddp_worker.gradients(head)
+        assert distributed[name]["loss"] == pytest.approx(loss.item(), abs=1e-5)
+        assert reference.keys() == distributed[name]["grads"].keys()
+        for key, grad in reference.items():
+            assert torch.allclose(grad, distributed[name]["grads"][key], atol=1e-5), (name, key)
