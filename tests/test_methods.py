@@ -223,8 +223,14 @@ def test_checkpoint_round_trip(heads, lite_backbone, tmp_path, name):
     loaded = load_head(path, lite_backbone, method=name, num_frames=3)
     text = lite_backbone.encode_text(["a man drives a car"])
     frames = torch.randn(2, 3, 384)
-    assert torch.allclose(head.similarity(head.text_state(text), head.video_state(frames, None)),
-                          loaded.similarity(loaded.text_state(text), loaded.video_state(frames, None)), atol=1e-6)
+    expected = head.similarity(head.text_state(text), head.video_state(frames, None))
+    assert torch.allclose(expected, loaded.similarity(loaded.text_state(text), loaded.video_state(frames, None)), atol=1e-6)
+    # shipped checkpoints are float16 on disk, half the size, and load back as float32
+    save_head(head, tmp_path / "half.pt", lite_backbone.id, num_frames=3, half=True)
+    half = load_head(tmp_path / "half.pt", lite_backbone, method=name, num_frames=3)
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * path.stat().st_size
+    assert torch.allclose(expected, half.similarity(half.text_state(text), half.video_state(frames, None)), atol=2e-2)
 
 
 def test_checkpoint_mismatches_are_clear(heads, lite_backbone, tmp_path):

@@ -83,7 +83,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .search import search_text
+    from .methods import resolve_head
+    from .search import Searcher
 
     if (args.query is None) == (args.queries is None):
         raise VtrError("give one query, or --queries FILE with one query per line")
@@ -96,16 +97,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         queries = [args.query]
     index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
+    head, source = resolve_head(args.method, backbone, args.checkpoint, args.zero_shot,
+                                num_frames=index.header.num_frames)
     if not args.json:
-        print(f"backbone: {backbone.spec} on {backbone.device}; index: {len(index)} videos", file=sys.stderr)
-    results = search_text(index, backbone, queries, top_k=args.top_k)
+        print(f"backbone: {backbone.spec} on {backbone.device}; index: {len(index)} videos; "
+              f"method: {args.method} ({source})", file=sys.stderr)
+    results = Searcher(index, backbone, head).search(queries, top_k=args.top_k, rerank_top_k=args.rerank_top_k)
     for query, hits in zip(queries, results):
         if args.json:
             print(json.dumps({"query": query, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
         else:
             print(f"\n{query}")
             for hit in hits:
-                print(f"  {hit.rank:3d}. {hit.score:7.4f}  {hit.video_id}  {hit.path}")
+                moved = f"  (stage 1: #{hit.coarse_rank})" if hit.reranked else ""
+                print(f"  {hit.rank:3d}. {hit.score:7.4f}  {hit.video_id}  {hit.path}{moved}")
     return 0
 
 
@@ -178,13 +183,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import shutil
-
     import torch
 
     from .backbones import create_backbone
-    from .data import load_dataset
-    from .methods import backbone_slug, create_head, default_checkpoint, SHIPPED_HEADS
+    from .methods import SHIPPED_HEADS, backbone_slug, create_head, load_head, save_head
     from .train import TrainConfig, TrainData, ValidationData, init_distributed, train_head, world
 
     init_distributed()
@@ -218,8 +220,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.ship:
             SHIPPED_HEADS.mkdir(parents=True, exist_ok=True)
             target = SHIPPED_HEADS / f"{args.method}-{backbone_slug(backbone)}.pt"
-            shutil.copyfile(output / "best.pt", target)
+            best = load_head(output / "best.pt", backbone, method=args.method, num_frames=num_frames)
+            save_head(best, target, backbone.id, num_frames, half=True,
+                      extra=torch.load(output / "best.pt", map_location="cpu", weights_only=True)["training"])
             print(f"shipped as {target}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .backbones import create_backbone
+    from .report import run_report, write_report
+
+    backbone = create_backbone(args.backbone, args.device)
+    report = run_report(args.data_dir, backbone, args.cache, log=lambda m: print(m, file=sys.stderr))
+    write_report(report, Path(args.docs), None if args.no_readme else Path(args.readme))
+    print(f"wrote {args.docs}/RESULTS.md and {args.docs}/results.json" + ("" if args.no_readme else f"; updated {args.readme}"))
     return 0
 
 
@@ -251,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, None)
     p.add_argument("--queries", help="file with one query per line")
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--method", default="meanp", help="meanp | s3ma | eercf | camoe (default meanp)")
+    p.add_argument("--checkpoint", help="head checkpoint (default: the shipped one for this method and backbone)")
+    p.add_argument("--zero-shot", action="store_true", help="an untrained head")
+    p.add_argument("--rerank-top-k", type=int, default=None, help="stage-2 candidates (default: the method's)")
     p.add_argument("--json", action="store_true", help="one JSON line per query")
     p.set_defaults(func=cmd_search)
 
@@ -286,6 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("report", help="evaluate everything and regenerate the results table")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--backbone", default="lite")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache", default=None)
+    p.add_argument("--docs", default="docs")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--no-readme", action="store_true")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("remove", help="remove videos from an index by id")
     p.add_argument("video_ids", nargs="+")

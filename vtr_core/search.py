@@ -1,17 +1,25 @@
-"""Text-to-video search over a stored index (coarse, mean-pooled; methods add re-ranking)."""
+"""Text-to-video search over a stored index with any head: coarse recall, then fine re-rank.
+
+Stage 1 searches the head's coarse video vectors with faiss (built once per index generation and
+head, from the stored frame features). Heads with a re-rank depth (eercf 50, s3ma and camoe 200)
+then score only those candidates with their full similarity, loading patch tokens for the
+candidates alone; mean pooling stops at stage 1, where its coarse score is its full score.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 
 from .backbones import Backbone
 from .errors import QueryError
-from .index import VideoIndex
-from .methods import meanp
-
-QUERY_BATCH = 256
+from .evaluate import text_states, video_states
+from .index import VideoIndex, build_faiss
+from .methods import RetrievalHead, State, select_rows
+from .methods.meanp import MeanPooling
 
 
 @dataclass
@@ -20,32 +28,83 @@ class SearchHit:
     video_id: str
     path: str
     score: float
+    coarse_rank: int  # rank after stage 1, before any re-rank
+    coarse_score: float
+    reranked: bool
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def encode_queries(backbone: Backbone, queries: list[str], batch_size: int = QUERY_BATCH) -> np.ndarray:
-    """Sentence vectors [Q, D] for the coarse search, encoded in batches."""
-    if not queries:
-        raise QueryError("no queries given")
-    parts = [
-        meanp.query_embedding(backbone.encode_text(queries[i : i + batch_size]).sentence).numpy()
-        for i in range(0, len(queries), batch_size)
-    ]
-    return np.concatenate(parts)
+@dataclass
+class SearchTimings:
+    """Seconds spent per stage of the last search (shown in the app)."""
+
+    encode: float = 0.0
+    coarse: float = 0.0
+    rerank: float = 0.0
+    extra: dict = field(default_factory=dict)
 
 
-def search_text(index: VideoIndex, backbone: Backbone, queries: list[str], top_k: int = 10) -> list[list[SearchHit]]:
-    """Ranked videos for each query, best first."""
-    if top_k < 1:
-        raise QueryError(f"top-k must be at least 1, got {top_k}")
-    scores, rows = index.search_coarse(encode_queries(backbone, queries), top_k)
-    return [
-        [
-            SearchHit(rank=r + 1, video_id=index.videos[row].video_id, path=index.video_path(row), score=float(score))
-            for r, (score, row) in enumerate(zip(score_row, row_row))
-            if row >= 0
-        ]
-        for score_row, row_row in zip(scores, rows)
-    ]
+class Searcher:
+    """One head over one index: video states and the faiss index are computed once."""
+
+    def __init__(self, index: VideoIndex, backbone: Backbone, head: RetrievalHead | None = None):
+        self.index, self.backbone = index, backbone
+        self.head = (head or MeanPooling(backbone.embed_dim)).eval()
+        self.videos: State = video_states(self.head, torch.from_numpy(index.frame_features()), None)
+        self.faiss = build_faiss(self.videos["coarse"].numpy(), index.header.faiss_factory)
+        self.timings = SearchTimings()
+
+    @property
+    def rerank_top_k(self) -> int:
+        return int(getattr(self.head.config, "rerank_top_k", 0))
+
+    def encode(self, queries: list[str]) -> State:
+        if not queries:
+            raise QueryError("no queries given")
+        return text_states(self.head, self.backbone.encode_text(queries))
+
+    @torch.no_grad()
+    def candidate_states(self, rows: list[int]) -> State:
+        """Full video states (patch tokens included) for a few videos."""
+        frames = torch.from_numpy(self.index.frame_features(rows))
+        patches = torch.from_numpy(self.index.patch_tokens(rows)) if self.index.header.store_patches else None
+        return self.head.video_state(frames, patches)
+
+    @torch.no_grad()
+    def search(self, queries: list[str], top_k: int = 10, rerank_top_k: int | None = None) -> list[list[SearchHit]]:
+        if top_k < 1:
+            raise QueryError(f"top-k must be at least 1, got {top_k}")
+        depth = self.rerank_top_k if rerank_top_k is None else rerank_top_k
+        started = time.perf_counter()
+        states = self.encode(queries)
+        encoded = time.perf_counter()
+        recall = min(len(self.index), max(top_k, depth))
+        coarse_scores, coarse_rows = self.faiss.search(np.ascontiguousarray(states["coarse"].numpy(), dtype=np.float32), recall)
+        searched = time.perf_counter()
+        results = []
+        for q, (scores, rows) in enumerate(zip(coarse_scores, coarse_rows)):
+            rows, scores = rows[rows >= 0], scores[rows >= 0]
+            coarse_rank = {int(r): i + 1 for i, r in enumerate(rows)}
+            coarse_score = {int(r): float(s) for r, s in zip(rows, scores)}
+            final = list(zip(rows.tolist(), scores.tolist(), [False] * len(rows)))
+            if depth > 0 and len(rows):
+                candidates = rows[:depth].tolist()
+                fine = self.head.similarity(select_rows(states, [q]), self.candidate_states(candidates))[0]
+                order = torch.argsort(fine, descending=True).tolist()
+                final = [(candidates[i], float(fine[i]), True) for i in order] + final[len(candidates):]
+            results.append([
+                SearchHit(rank=i + 1, video_id=self.index.videos[row].video_id, path=self.index.video_path(row),
+                          score=score, coarse_rank=coarse_rank[row], coarse_score=coarse_score[row], reranked=reranked)
+                for i, (row, score, reranked) in enumerate(final[:top_k])
+            ])
+        self.timings = SearchTimings(encode=encoded - started, coarse=searched - encoded,
+                                     rerank=time.perf_counter() - searched)
+        return results
+
+
+def search_text(index: VideoIndex, backbone: Backbone, queries: list[str], top_k: int = 10,
+                head: RetrievalHead | None = None) -> list[list[SearchHit]]:
+    """Ranked videos for each query, best first (mean pooling unless a head is given)."""
+    return Searcher(index, backbone, head).search(queries, top_k)

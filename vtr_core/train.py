@@ -67,7 +67,7 @@ class ValidationData:
 class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
-    best_score: float = -1.0
+    best_score: float = float("-inf")
     seconds: float = 0.0
     steps: int = 0
 

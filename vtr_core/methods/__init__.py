@@ -75,7 +75,10 @@ def create_head(
     return head.eval()
 
 
-def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frames: int, extra: dict | None = None) -> None:
+def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frames: int, extra: dict | None = None,
+              half: bool = False) -> None:
+    """Write a head checkpoint; `half` stores float16 weights (shipped files; loading casts back)."""
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in head.state_dict().items()}
     atomic_torch_save(
         {
             "format": CHECKPOINT_FORMAT,
@@ -85,7 +88,7 @@ def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frame
             "embed_dim": head.embed_dim,
             "num_frames": num_frames,
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(head.config).items()},
-            "state_dict": head.state_dict(),
+            "state_dict": state,
             "head_extra": head.extra_state(),
             "training": extra or {},
         },
@@ -127,7 +130,7 @@ def load_head(path: str | Path, backbone: Backbone, method: str | None = None, n
     head = method_class(checkpoint["method"])(checkpoint["embed_dim"], config)
     state = checkpoint["state_dict"]
     if isinstance(head, S3MA):
-        head.concepts = torch.nn.Parameter(torch.zeros_like(state["concepts"]))
+        head.concepts = torch.nn.Parameter(torch.zeros(state["concepts"].shape))
     head.load_extra_state(checkpoint["head_extra"])
     head.load_state_dict(state)
     return head.eval()
