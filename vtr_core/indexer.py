@@ -8,7 +8,6 @@ same content hash).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from .backbones import Backbone
 from .errors import VideoError, VtrError
 from .index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
 from .methods import meanp
+from .storage import file_sha256
 from .video import SampledFrames, frame_strip, is_video_path, jpeg_bytes, read_video
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, current item)
@@ -66,14 +66,6 @@ def scan_videos(root: str | os.PathLike) -> list[Path]:
         subdirs.sort()
         found.extend(Path(folder) / name for name in sorted(files) if is_video_path(name))
     return found
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _video_id(path: Path, root: Path, taken: dict[str, str]) -> str:

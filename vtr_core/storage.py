@@ -15,6 +15,17 @@ from typing import Any, Callable
 import numpy as np
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Content hash of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def cache_dir() -> Path:
     """Per-machine cache for derived data that is costly to recompute ($VTR_CACHE_DIR)."""
     root = Path(os.environ.get("VTR_CACHE_DIR") or Path("~/.cache/vtr_core").expanduser())

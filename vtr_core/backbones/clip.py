@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import BackboneError
+from ..storage import file_sha256
 from .base import FrameFeatures, TextFeatures, autocast, clean_queries, concat_text_features, frames_to_tensor
 
 DEFAULT_CLIP = "ViT-B-32/openai"
@@ -41,11 +42,7 @@ def _looks_like_path(pretrained: str) -> bool:
 
 
 def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def weights_fingerprint(model_name: str, pretrained: str | None) -> str:
