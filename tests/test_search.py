@@ -74,7 +74,12 @@ def test_eval_and_train_commands_on_a_captioned_folder(colour_collection, tmp_pa
         assert 0 <= record[direction]["R@1"] <= 100 and record[direction]["count"] == 6
 
     run("train", "--method", "meanp", "--backbone", "lite", "--data-dir", colour_collection, "--split", "all",
-        "--epochs", "3", "--batch-size", "6", "--cache", tmp_path / "cache", "--output", tmp_path / "run")
+        "--epochs", "3", "--batch-size", "6", "--cache", tmp_path / "cache", "--output", tmp_path / "run",
+        "--set", "init_logit_scale=3.0")
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["config"]["init_logit_scale"] == 3.0
+    bad = run("train", "--method", "meanp", "--backbone", "lite", "--data-dir", colour_collection, "--split", "all",
+              "--cache", tmp_path / "cache", "--output", tmp_path / "bad", "--set", "num_concepts=8", check=False)
+    assert bad.returncode == 2 and "method meanp has no setting num_concepts" in bad.stderr
     assert (tmp_path / "run" / "best.pt").is_file() and len(json.loads((tmp_path / "run" / "history.json").read_text())) == 3
     run("eval", "--method", "meanp", "--backbone", "lite", "--data-dir", colour_collection, "--split", "all",
         "--checkpoint", tmp_path / "run" / "best.pt", "--cache", tmp_path / "cache", "--json", out)

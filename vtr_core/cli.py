@@ -182,6 +182,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _head_settings(pairs: list[str]) -> dict:
+    """`--set temporal_layers=1 --set num_concepts=512` -> typed head-config overrides."""
+    settings = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise VtrError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            settings[key.strip()] = json.loads(value)
+        except ValueError:
+            settings[key.strip()] = value
+    return settings
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
@@ -201,7 +215,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation = ValidationData(val_videos.frames, val_videos.patches, val_queries,
                                     torch.as_tensor(val_set.query_video), val_captions, torch.as_tensor(val_set.caption_video))
     num_frames = videos.frames.shape[1]
-    head = create_head(args.method, backbone, num_frames=num_frames, corpus=dataset.captions, seed=args.seed)
+    head = create_head(args.method, backbone, num_frames=num_frames, corpus=dataset.captions, seed=args.seed,
+                       **_head_settings(args.set))
     output = Path(args.output or f"runs/{args.method}-{backbone_slug(backbone)}")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          weight_decay=args.weight_decay)
@@ -303,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--output", help="run folder (default runs/METHOD-BACKBONE)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
-    p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/")
+    p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/ (float16)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="head setting, e.g. temporal_layers=1")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="evaluate everything and regenerate the results table")

@@ -355,6 +355,11 @@ class IndexWriter:
         self._touched[video_id] = mtime_ns
 
     @property
+    def pending(self) -> int:
+        """Videos added since the last commit."""
+        return len(self._pending)
+
+    @property
     def dirty(self) -> bool:
         return bool(self._pending or self._removed or self._touched)
 

@@ -224,7 +224,7 @@ def index_folder(
                         flush()
             if progress:
                 progress(done, len(todo), decoded.path.name)
-            if len(writer._pending) >= commit_every:
+            if writer.pending >= commit_every:
                 flush()
                 writer.commit()
         flush()
