@@ -104,3 +104,45 @@ def test_two_process_torchrun_step_equals_one_process(tmp_path):
         assert reference.keys() == distributed[name]["grads"].keys()
         for key, grad in reference.items():
             assert torch.allclose(grad, distributed[name]["grads"][key], atol=1e-5), (name, key)
+
+
+def test_end_to_end_fine_tuning_of_a_clip_backbone(tmp_path, video_folder, lite_backbone):
+    """The tiny CLIP model and a head train together; the tuned weights become a loadable backbone."""
+    import json as _json
+
+    import open_clip
+
+    from tests.test_backbones import TINY_CLIP
+    from vtr_core.backbones import create_backbone
+    from vtr_core.errors import VtrError
+    from vtr_core.train import EndToEndData, fine_tune, prepare_pixels
+
+    config_file = tmp_path / "tiny-e2e.json"
+    config_file.write_text(_json.dumps(TINY_CLIP))
+    open_clip.add_model_config(config_file)
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "start.pt"
+    torch.save({"state_dict": open_clip.create_model("tiny-e2e").state_dict()}, checkpoint)
+    backbone = create_backbone(f"clip:tiny-e2e/{checkpoint}", "cpu")
+    before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+
+    paths = sorted(video_folder.glob("*.mp4"))
+    pixels = prepare_pixels(paths, backbone, num_frames=3)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (5, 3, 3, 32, 32)
+    captions = ["a red bar", "a green dog", "a blue car", "a yellow cat", "a white house"]
+    data = EndToEndData(pixels, captions, torch.arange(5))
+    head = create_head("eercf", backbone, num_frames=3, temporal_layers=1)
+    result, spec = fine_tune(backbone, head, data, TrainConfig(epochs=20, batch_size=5, lr=1e-2, seed=0),
+                             tmp_path / "run", num_frames=3, backbone_lr_scale=0.1, log=lambda m: None)
+    losses = [r["loss"] for r in result.history]
+    assert sum(losses[-3:]) / 3 < 0.7 * losses[0]  # five pairs, memorised
+    changed = [k for k, v in backbone.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert "visual.proj" in changed and "text_projection" in changed
+
+    tuned = create_backbone(spec, "cpu")  # the saved weights are a backbone spec of their own
+    assert tuned.id != backbone.id
+    assert torch.allclose(tuned.encode_text(["a moving bar"]).sentence, backbone.encode_text(["a moving bar"]).sentence, atol=1e-5)
+    trained_head = load_head(tmp_path / "run" / "best.pt", tuned, method="eercf", num_frames=3)
+    assert trained_head.name == "eercf"
+    with pytest.raises(VtrError, match="needs a clip backbone"):
+        fine_tune(lite_backbone, head, data, TrainConfig(epochs=1), tmp_path / "x", num_frames=3)

@@ -196,6 +196,29 @@ def _head_settings(pairs: list[str]) -> dict:
     return settings
 
 
+def _fine_tune(args: argparse.Namespace, backbone) -> int:
+    """train --end-to-end: backbone and head together, from decoded frames (a GPU is advised)."""
+    import torch
+
+    from .data import load_dataset
+    from .methods import create_head
+    from .train import EndToEndData, TrainConfig, fine_tune, prepare_pixels
+
+    dataset = load_dataset(args.data_dir, args.split)
+    frames = args.frames or 12
+    pixels = prepare_pixels(dataset.video_paths, backbone, frames, progress=_progress_bar("decoding"))
+    head = create_head(args.method, backbone, num_frames=frames, corpus=dataset.captions, seed=args.seed,
+                       **_head_settings(args.set))
+    output = Path(args.output or f"runs/{args.method}-finetuned")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         weight_decay=args.weight_decay)
+    result, spec = fine_tune(backbone, head, EndToEndData(pixels, dataset.captions, torch.as_tensor(dataset.caption_video)),
+                             config, output, frames, backbone_lr_scale=args.backbone_lr_scale)
+    print(f"fine-tuned {result.steps} steps in {result.seconds:.0f} s; backbone {spec}; head {output / 'best.pt'}")
+    print(f"index with it: python -m vtr_core index VIDEO_DIR --index NEW_INDEX --backbone {spec}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
@@ -206,6 +229,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     init_distributed()
     rank, _ = world()
     backbone = create_backbone(args.backbone, args.device)
+    if args.end_to_end:
+        return _fine_tune(args, backbone)
     holdout = args.split == "train700" and not args.no_holdout
     train_split = "train" if holdout else args.split
     dataset, videos, _, captions = _load_split(args, backbone, train_split)
@@ -320,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/ (float16)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="head setting, e.g. temporal_layers=1")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="fine-tune a clip backbone with the head, from decoded frames (GPU advised)")
+    p.add_argument("--backbone-lr-scale", type=float, default=1e-3, help="backbone lr = lr x this (end-to-end)")
+    p.add_argument("--frames", type=int, default=None, help="frames per video (end-to-end; default 12)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="evaluate everything and regenerate the results table")

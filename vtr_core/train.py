@@ -102,10 +102,10 @@ def warmup_cosine(step: int, total: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def sample_batches(data: TrainData, batch_size: int, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def sample_batches(num_videos: int, caption_video: torch.Tensor, batch_size: int,
+                   generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch: every video once, in batches of distinct videos, each with a random caption."""
-    num_videos = data.frames.shape[0]
-    by_video = [torch.nonzero(data.caption_video == v).flatten() for v in range(num_videos)]
+    by_video = [torch.nonzero(caption_video == v).flatten() for v in range(num_videos)]
     order = torch.randperm(num_videos, generator=generator)
     batches = []
     for start in range(0, num_videos, batch_size):
@@ -219,7 +219,7 @@ def train_head(
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(parameter_groups(head, config.weight_decay), lr=config.lr,
                                   betas=(0.9, 0.98), eps=1e-6)
-    steps_per_epoch = len(sample_batches(data, config.batch_size, torch.Generator().manual_seed(0)))
+    steps_per_epoch = len(sample_batches(len(data.frames), data.caption_video, config.batch_size, torch.Generator()))
     total_steps = max(1, steps_per_epoch * config.epochs)
     warmup_steps = max(1, int(config.warmup * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps))
@@ -246,7 +246,7 @@ def train_head(
     for epoch in range(start_epoch, config.epochs):
         head.train()
         losses = []
-        for videos, captions in sample_batches(data, config.batch_size, generator):
+        for videos, captions in sample_batches(len(data.frames), data.caption_video, config.batch_size, generator):
             local = slice(rank * shard, (rank + 1) * shard) if size > 1 else slice(None)
             videos, captions = videos[local], captions[local]
             frames, patches = data.frames[videos].float(), data.patches[videos].float() if data.patches is not None else None
@@ -285,6 +285,101 @@ def train_head(
     return result
 
 
-def training_corpus(head: RetrievalHead) -> bool:
-    """Whether a head needs the training captions at construction (s3ma's concept bank)."""
-    return isinstance(head, S3MA)
+# ------------------------------------------------------------------------- end-to-end fine-tuning
+BACKBONE_LR_SCALE = 1e-3  # the papers: CLIP at 1e-7 while new parameters learn at 1e-4
+
+
+@dataclass
+class EndToEndData:
+    """Decoded training videos as centre crops (uint8, so 700 videos fit in memory) and captions."""
+
+    pixels: torch.Tensor  # uint8 [V, T, 3, S, S]
+    captions: list[str]
+    caption_video: torch.Tensor  # [C]
+
+
+def prepare_pixels(paths: list, backbone, num_frames: int, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    from .backbones.base import frames_to_tensor
+    from .video import read_video
+
+    crops = []
+    for i, path in enumerate(paths):
+        frames = read_video(path, num_frames).frames
+        unit = frames_to_tensor(frames, backbone.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), torch.device("cpu"))
+        crops.append((unit * 255).round().to(torch.uint8))
+        if progress:
+            progress(i + 1, len(paths))
+    return torch.stack(crops)
+
+
+def fine_tune(
+    backbone,
+    head: RetrievalHead,
+    data: EndToEndData,
+    config: TrainConfig,
+    output_dir: str | Path,
+    num_frames: int,
+    backbone_lr_scale: float = BACKBONE_LR_SCALE,
+    log: Callable[[str], None] = print,
+) -> tuple[TrainResult, str]:
+    """Train the backbone (a clip backbone) and the head together on decoded frames.
+
+    Returns the history and the spec of the fine-tuned backbone (its weights are saved as
+    output_dir/backbone.pt); the head checkpoint (output_dir/best.pt, the last epoch) is tied to
+    that backbone's id, so indexes must be rebuilt with it.
+    """
+    from .backbones.clip import weights_fingerprint
+
+    if not hasattr(backbone, "forward_pixels"):
+        raise VtrError(f"end-to-end fine-tuning needs a clip backbone, not {backbone.spec}")
+    output_dir = Path(output_dir)
+    device = backbone.device
+    model = backbone.trainable()
+    head.to(device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    groups = parameter_groups(head, config.weight_decay)
+    backbone_decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    backbone_rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups += [{"params": backbone_decay, "weight_decay": config.weight_decay, "lr": config.lr * backbone_lr_scale},
+               {"params": backbone_rest, "weight_decay": 0.0, "lr": config.lr * backbone_lr_scale}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+    num_videos = data.pixels.shape[0]
+    per_epoch = len(sample_batches(num_videos, data.caption_video, config.batch_size, torch.Generator()))
+    total_steps = per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, total_steps, max(1, int(config.warmup * total_steps))))
+    mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1)
+    result = TrainResult()
+    started = time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        head.train()
+        losses = []
+        for videos, captions in sample_batches(num_videos, data.caption_video, config.batch_size, generator):
+            pixels = data.pixels[videos].to(device).flatten(0, 1).float().div_(255)
+            features = backbone.forward_pixels((pixels - mean) / std)
+            frames = features.frame.view(len(videos), num_frames, -1)
+            patches = features.patches.view(len(videos), num_frames, -1, frames.shape[-1]) \
+                if features.patches is not None else None
+            text = backbone.forward_text([data.captions[c] for c in captions.tolist()])
+            loss, parts = head.loss(text, frames, patches)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            result.steps += 1
+            losses.append(parts)
+        record = {"epoch": epoch, **{k: sum(p[k] for p in losses) / len(losses) for k in losses[0]}}
+        result.history.append(record)
+        log(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float)))
+    model.eval()
+    head.eval()
+    spec = backbone.save_weights(output_dir / "backbone.pt")
+    backbone_id = "clip:" + weights_fingerprint(backbone.model_name, str(output_dir / "backbone.pt"))
+    save_head(head.cpu(), output_dir / "best.pt", backbone_id, num_frames,
+              extra={"epoch": config.epochs - 1, "train_config": asdict(config), "end_to_end": True, "backbone": spec})
+    result.best_epoch, result.seconds = config.epochs - 1, time.perf_counter() - started
+    return result, spec

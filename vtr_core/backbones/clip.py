@@ -95,6 +95,7 @@ class ClipBackbone:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise BackboneError(f"cannot load CLIP clip:{body} ({reason})") from None
         self.spec = f"clip:{body}"
+        self.model_name = model_name
         self.id = f"clip:{weights_fingerprint(model_name, pretrained)}"
         self.device = device
         with torch.no_grad():
@@ -131,19 +132,26 @@ class ClipBackbone:
             return self._text_projection(tokens)
         return tokens @ self._text_projection
 
-    @torch.no_grad()
-    def encode_frames(self, frames: np.ndarray) -> FrameFeatures:
+    def forward_pixels(self, pixels: torch.Tensor) -> FrameFeatures:
+        """Normalised pixels [N, 3, S, S] -> features on the device, differentiable (fine-tuning)."""
         visual = self.model.visual
-        pixels = frames_to_tensor(frames, self.image_size, self.mean, self.std, self.device)
         with autocast(self.device):
             if not self._vit:
-                return FrameFeatures(frame=visual(pixels).float().cpu(), patches=None)
+                return FrameFeatures(frame=visual(pixels).float(), patches=None)
             pooled, tokens = visual(pixels)
             if getattr(visual, "final_ln_after_pool", False):
                 tokens = visual.ln_post(tokens)
             if visual.proj is not None:
                 tokens = tokens @ visual.proj
-        return FrameFeatures(frame=pooled.float().cpu(), patches=tokens.float().cpu())
+        return FrameFeatures(frame=pooled.float(), patches=tokens.float())
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        return frames_to_tensor(frames, self.image_size, self.mean, self.std, self.device)
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> FrameFeatures:
+        features = self.forward_pixels(self.preprocess(frames))
+        return FrameFeatures(features.frame.cpu(), features.patches.cpu() if features.patches is not None else None)
 
     def _token_strings(self, ids: list[int]) -> list[str]:
         inner = self.tokenizer
@@ -157,6 +165,11 @@ class ClipBackbone:
         texts = clean_queries(texts)
         if len(texts) > TEXT_BATCH:
             return concat_text_features([self.encode_text(texts[i : i + TEXT_BATCH]) for i in range(0, len(texts), TEXT_BATCH)])
+        return self.forward_text(texts).to(torch.device("cpu"))
+
+    def forward_text(self, texts: list[str]) -> TextFeatures:
+        """Captions -> features on the device, differentiable (fine-tuning)."""
+        texts = clean_queries(texts)
         ids = self.tokenizer(texts).to(self.device)
         self._captured_tokens = None
         with autocast(self.device):
@@ -172,9 +185,22 @@ class ClipBackbone:
         if words.shape[1] != mask.shape[1]:
             mask = torch.ones(words.shape[:2], dtype=torch.bool)
         return TextFeatures(
-            sentence=sentence.cpu(),
-            word_tokens=words.cpu(),
-            word_mask=mask,
+            sentence=sentence,
+            word_tokens=words,
+            word_mask=mask.to(self.device),
             tokens=[self._token_strings(row) for row in id_rows],
             texts=texts,
         )
+
+    # -- fine-tuning ---------------------------------------------------------------------------
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def save_weights(self, path: str | Path) -> str:
+        """Write the (fine-tuned) weights; returns the spec that loads them as a backbone."""
+        if self.model_name.startswith("local-dir:"):
+            raise BackboneError("fine-tuned weights can be saved for clip:ARCH/... backbones, not local-dir:")
+        from ..storage import atomic_torch_save
+
+        atomic_torch_save({"state_dict": self.model.state_dict()}, path)
+        return f"clip:{self.model_name}/{Path(path).resolve()}"
