@@ -29,13 +29,13 @@ def all_pair_scores(head: RetrievalHead, queries: State, videos: State, query_ch
 def rerank_candidates(head: RetrievalHead, queries: State, videos: State, candidates: torch.Tensor) -> torch.Tensor:
     """Full similarity of each query with its own candidate videos only: [Q, k].
 
-    Loops over whichever side is shorter: per query (online search: one query, k videos), or per
-    candidate video with all the queries that picked it (evaluation: thousands of queries), which
-    reads each video's fine features (patch tokens) once instead of copying them per query.
+    One query (online search) scores its k candidates in one call. Several queries are grouped
+    by candidate video: each video's fine features (patch tokens, 0.9 MB for lite) are read once
+    for all the queries that picked it, instead of being copied for every query (45 MB at k=50).
     """
     count, k = candidates.shape
     unique_videos = torch.unique(candidates)
-    if count <= len(unique_videos):
+    if count == 1:
         return torch.stack([head.similarity(select_rows(queries, [q]), select_rows(videos, candidates[q]))[0]
                             for q in range(count)])
     flat_videos = candidates.reshape(-1)
