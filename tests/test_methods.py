@@ -262,3 +262,54 @@ def test_checkpoint_loading_refuses_arbitrary_pickles(tmp_path, lite_backbone):
     torch.save({"format": "vtr-head", "version": 1, "payload": Payload()}, path)
     with pytest.raises(CheckpointError, match="not a loadable head checkpoint"):
         load_head(path, lite_backbone)
+
+
+# --------------------------------------------------------------------------------- loss compositions
+def test_s3ma_loss_is_contrastive_plus_similarity_plus_alignment():
+    torch.manual_seed(6)
+    head = S3MA(4, S3MAConfig(active_concepts=2, temporal_layers=1))
+    head.init_concepts(F.normalize(torch.randn(3, 4), dim=-1), ["dog", "ball", "car"])
+    text = text_features(torch.randn(2, 4), texts=["a dog with a ball", "a red car"])
+    frames = torch.randn(2, 3, 4)
+    loss, parts = head.loss(text, frames, None)
+    q, v = head.text_state(text), head.video_state(frames, None)
+    terms, scale = head.similarity_terms(q, v), head.scale
+    contrastive = symmetric_cross_entropy(scale * terms["dense_coarse"]) + symmetric_cross_entropy(scale * terms["dense_fine"])
+    similarity = symmetric_cross_entropy(scale * terms["sparse_coarse"]) + symmetric_cross_entropy(scale * terms["sparse_fine"])
+    anchors = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # dog+ball | car
+
+    def bce(x):  # written out: -(y log s + (1 - y) log(1 - s)), s = sigmoid((cos - 0.2) / 0.05)
+        s = torch.sigmoid((head.concept_scores(x) - 0.2) / 0.05)
+        return -(anchors * s.log() + (1 - anchors) * (1 - s).log()).mean()
+
+    alignment = bce(q["coarse"]) + bce(v["coarse"])
+    assert torch.equal(head.concept_targets(text.texts), anchors)
+    assert parts["contrastive"] == pytest.approx(contrastive.item(), rel=1e-5)
+    assert parts["similarity"] == pytest.approx(similarity.item(), rel=1e-5)
+    assert parts["alignment"] == pytest.approx(alignment.item(), rel=1e-4)
+    assert loss.item() == pytest.approx((contrastive + similarity + alignment).item(), rel=1e-4)
+
+
+def test_eercf_loss_weights():
+    torch.manual_seed(7)
+    head = EERCF(6, EERCF.config_class(num_frames=3, temporal_layers=1))
+    loss, parts = head.loss(text_features(torch.randn(4, 6)), torch.randn(4, 3, 6), torch.randn(4, 3, 2, 6))
+    assert loss.item() == pytest.approx(0.8 * parts["weak"] + 0.2 * parts["strong"] + 0.001 * parts["pearson"], rel=1e-5)
+
+
+def test_camoe_loss_is_fused_dsl_plus_a_third_of_the_streams():
+    from vtr_core.dsl import dual_softmax_loss
+
+    torch.manual_seed(8)
+    head = CAMoE(4, CAMoE.config_class(temporal_layers=1))
+    tokens = [["[CLS]", "a", "dog", "runs", "[SEP]"]] * 3
+    text = TextFeatures(torch.randn(3, 4), torch.randn(3, 5, 4), torch.ones(3, 5, dtype=torch.bool), tokens,
+                        ["a dog runs"] * 3)
+    frames = torch.randn(3, 2, 4)
+    loss, parts = head.loss(text, frames, None)
+    q, v = head.text_state(text), head.video_state(frames, None)
+    terms = head.similarity_terms(q, v)
+    fused = dual_softmax_loss(head.scale * head.similarity(q, v), 1000.0)
+    streams = sum(dual_softmax_loss(head.scale * terms[n], 1000.0) for n in ("action", "entity", "scene"))
+    assert parts["fused"] == pytest.approx(fused.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((fused + streams / 3).item(), rel=1e-5)

@@ -69,9 +69,15 @@ def test_eval_and_train_commands_on_a_captioned_folder(colour_collection, tmp_pa
         "--zero-shot", "--cache", tmp_path / "cache", "--dsl", "--json", out)
     record = json.loads(out.read_text())
     assert record["method"] == "meanp" and record["dsl"] is True and record["split"] == "all"
+    assert record["reviser"] == "dsl" and record["transductive"] is True
     for direction in ("t2v", "v2t"):
         assert set(record[direction]) >= {"R@1", "R@5", "R@10", "MdR", "MnR"}
         assert 0 <= record[direction]["R@1"] <= 100 and record[direction]["count"] == 6
+
+    inverted = tmp_path / "inverted.json"
+    run("eval", "--method", "meanp", "--backbone", "lite", "--data-dir", colour_collection, "--split", "all",
+        "--zero-shot", "--cache", tmp_path / "cache", "--dsl", "--reviser", "inverted", "--json", inverted)
+    assert json.loads(inverted.read_text())["reviser"] == "inverted"
 
     run("train", "--method", "meanp", "--backbone", "lite", "--data-dir", colour_collection, "--split", "all",
         "--epochs", "3", "--batch-size", "6", "--cache", tmp_path / "cache", "--output", tmp_path / "run",

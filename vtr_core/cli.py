@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import VtrError
 
 
-def _progress_bar(description: str):
+def _progress_bar(description: str, unit: str = "video"):
     from tqdm import tqdm
 
     bar = None
@@ -23,7 +23,7 @@ def _progress_bar(description: str):
     def update(done: int, total: int, item: str) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=description, unit="video", dynamic_ncols=True, file=sys.stderr)
+            bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, file=sys.stderr)
         bar.n = done
         bar.set_postfix_str(item[-40:], refresh=False)
         bar.refresh()
@@ -170,10 +170,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_head(head, videos.frames, videos.patches, queries, torch.as_tensor(dataset.query_video),
                            captions, torch.as_tensor(dataset.caption_video), rerank_top_k=rerank,
                            dsl_temperature=args.dsl_temperature, method=args.method, backbone=backbone.spec,
-                           split=args.split, head_source=source)
+                           split=args.split, head_source=source, reviser=args.reviser)
     print(f"{args.method} on {dataset.name} ({len(dataset)} videos, {len(dataset.queries)} queries, "
           f"{len(dataset.captions)} captions), backbone {backbone.spec}, head {source}")
-    for label, row in (("", result.plain), ("DSL, transductive ", result.dsl)):
+    revised = "DSL" if args.reviser == "dsl" else "inverted softmax"
+    for label, row in (("", result.plain), (f"{revised}, transductive ", result.dsl)):
         print(f"  {label}text-to-video  {_format_metrics(row['t2v'])}")
         print(f"  {label}video-to-text  {_format_metrics(row['v2t'])}")
     if args.json:
@@ -248,10 +249,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if rank == 0:
         print(f"training {args.method} on {dataset.name} ({len(dataset)} videos, {len(dataset.captions)} captions), "
               f"backbone {backbone.spec}, validation {'val (100 held-out train700 videos)' if holdout else 'none'}")
+    step_progress = None
+    if rank == 0:
+        bar = _progress_bar("training", unit="step")
+
+        def step_progress(done: int, total: int) -> None:
+            bar(done, total, f"epoch {done * config.epochs // max(1, total)}")
+
     result = train_head(
         head, TrainData(videos.frames, videos.patches, captions, torch.as_tensor(dataset.caption_video)),
         config, output, backbone.id, num_frames, validation=validation, resume=args.resume,
         log=print if rank == 0 else (lambda message: None),
+        progress=step_progress,
     )
     if rank == 0:
         print(f"best epoch {result.best_epoch} (validation R-sum {result.best_score:.1f}); "
@@ -327,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zero-shot", action="store_true", help="an untrained head")
     p.add_argument("--dsl", action="store_true", help="write the dual-softmax row to --json (transductive)")
     p.add_argument("--dsl-temperature", type=float, default=1.0, help="on logit-scaled scores")
+    p.add_argument("--reviser", choices=["dsl", "inverted"], default="dsl",
+                   help="the transductive reviser of the second row: dual softmax or inverted softmax")
     p.add_argument("--rerank-top-k", type=int, default=None, help="two-stage candidates (eercf default 50)")
     p.add_argument("--all-pairs", action="store_true", help="score every pair finely (no two-stage)")
     p.add_argument("--json", help="write the result here")

@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .backbones.base import TextFeatures
-from .dsl import dsl_revise, dsl_revise_v2t
+from .dsl import dsl_revise, dsl_revise_v2t, inverted_softmax, inverted_softmax_v2t
 from .metrics import text_to_video_metrics, video_to_text_metrics
 from .methods import RetrievalHead, State, concat_states
 from .ranking import rank_order, score_matrix
 
 STATE_BATCH = 128
+# transductive revisers of a whole score matrix: (text-to-video, video-to-text)
+REVISERS = {"dsl": (dsl_revise, dsl_revise_v2t), "inverted": (inverted_softmax, inverted_softmax_v2t)}
 
 
 @dataclass
@@ -33,7 +35,8 @@ class EvalResult:
     rerank_top_k: int | None
     dsl_temperature: float
     plain: dict = field(default_factory=dict)  # {"t2v": {...}, "v2t": {...}}
-    dsl: dict = field(default_factory=dict)
+    dsl: dict = field(default_factory=dict)  # the revised row (dual softmax, or inverted softmax)
+    reviser: str = "dsl"
     seconds: float = 0.0
 
     def as_record(self, with_dsl: bool) -> dict:
@@ -41,6 +44,7 @@ class EvalResult:
         return {
             "method": self.method, "backbone": self.backbone, "split": self.split, "dsl": with_dsl,
             "transductive": with_dsl, "head": self.head_source, "rerank_top_k": self.rerank_top_k,
+            "reviser": self.reviser if with_dsl else None,
             "dsl_temperature": self.dsl_temperature if with_dsl else None, "t2v": row["t2v"], "v2t": row["v2t"],
             "seconds": round(self.seconds, 2),
         }
@@ -81,13 +85,16 @@ def evaluate_head(
     backbone: str = "",
     split: str = "",
     head_source: str = "",
+    reviser: str = "dsl",
 ) -> EvalResult:
-    """Both directions, plain and DSL-revised (temperature on logit-scaled scores)."""
+    """Both directions, plain and revised by `reviser` (temperature on logit-scaled scores)."""
     started = time.perf_counter()
     head.eval()
     videos = video_states(head, frames, patches)
     scale = float(head.scale)
-    result = EvalResult(method or head.name, backbone, split, head_source, rerank_top_k, dsl_temperature)
+    revise_t2v, revise_v2t = REVISERS[reviser]
+    result = EvalResult(method or head.name, backbone, split, head_source, rerank_top_k, dsl_temperature,
+                        reviser=reviser)
 
     t2v_scores, t2v_mask = score_matrix(head, text_states(head, queries), videos, rerank_top_k)
     v2t_scores, v2t_mask = score_matrix(head, text_states(head, captions), videos, rerank_top_k)
@@ -96,8 +103,8 @@ def evaluate_head(
         "v2t": video_to_text_metrics(rank_order(v2t_scores, v2t_mask), caption_video),
     }
     result.dsl = {
-        "t2v": text_to_video_metrics(rank_order(dsl_revise(scale * t2v_scores, dsl_temperature), t2v_mask), query_video),
-        "v2t": video_to_text_metrics(rank_order(dsl_revise_v2t(scale * v2t_scores, dsl_temperature), v2t_mask),
+        "t2v": text_to_video_metrics(rank_order(revise_t2v(scale * t2v_scores, dsl_temperature), t2v_mask), query_video),
+        "v2t": video_to_text_metrics(rank_order(revise_v2t(scale * v2t_scores, dsl_temperature), v2t_mask),
                                      caption_video),
     }
     result.seconds = time.perf_counter() - started
