@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import write_video
 from vtr_core.backbones import create_backbone, resolve_backbone_spec
 from vtr_core.backbones.base import clean_queries, frames_to_tensor
 from vtr_core.errors import BackboneError, QueryError

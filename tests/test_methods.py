@@ -11,7 +11,6 @@ from vtr_core.losses import pearson_constraint, symmetric_cross_entropy
 from vtr_core.methods import METHODS, create_head, load_head, save_head, select_rows
 from vtr_core.methods.camoe import CAMoE
 from vtr_core.methods.eercf import EERCF
-from vtr_core.methods.meanp import MeanPooling
 from vtr_core.methods.s3ma import S3MA, S3MAConfig, build_vocabulary, spherical_kmeans
 from vtr_core.ranking import RERANK_OFFSET, all_pair_scores, rank_order, two_stage_scores
 

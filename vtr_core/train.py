@@ -28,7 +28,6 @@ from .backbones.base import TextFeatures
 from .errors import VtrError
 from .evaluate import evaluate_head
 from .methods import RetrievalHead, save_head
-from .methods.s3ma import S3MA
 from .storage import atomic_torch_save
 
 

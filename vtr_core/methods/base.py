@@ -21,10 +21,8 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..backbones.base import TextFeatures
-from ..losses import symmetric_cross_entropy  # noqa: F401  (re-exported for the heads)
 
 State = dict[str, torch.Tensor]
 MAX_LOGIT_SCALE = 100.0

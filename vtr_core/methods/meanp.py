@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.base import TextFeatures
-from .base import Explanation, RetrievalHead, State, symmetric_cross_entropy
+from ..losses import symmetric_cross_entropy
+from .base import Explanation, RetrievalHead, State
 
 
 def video_embedding(frame_features: torch.Tensor | np.ndarray) -> torch.Tensor:
     """[..., T, D] frame features -> [..., D] unit vectors: norm(mean_t norm(f_t))."""
-    frames = torch.as_tensor(np.asarray(frame_features, dtype=np.float32) if isinstance(frame_features, np.ndarray) else frame_features).float()
+    frames = torch.as_tensor(frame_features, dtype=torch.float32)
     return F.normalize(F.normalize(frames, dim=-1).mean(-2), dim=-1)
 
 
