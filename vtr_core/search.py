@@ -49,11 +49,13 @@ class SearchTimings:
 class Searcher:
     """One head over one index: video states and the faiss index are computed once."""
 
-    def __init__(self, index: VideoIndex, backbone: Backbone, head: RetrievalHead | None = None):
+    def __init__(self, index: VideoIndex, backbone: Backbone, head: RetrievalHead | None = None,
+                 device: str | torch.device = "cpu"):
         self.index, self.backbone = index, backbone
-        self.head = (head or MeanPooling(backbone.embed_dim)).eval()
-        self.videos: State = video_states(self.head, torch.from_numpy(index.frame_features()), None)
-        self.faiss = build_faiss(self.videos["coarse"].numpy(), index.header.faiss_factory)
+        self.device = torch.device(device)  # where the head scores (faiss stays on the CPU)
+        self.head = (head or MeanPooling(backbone.embed_dim)).eval().to(self.device)
+        self.videos: State = video_states(self.head, torch.from_numpy(index.frame_features()).to(self.device), None)
+        self.faiss = build_faiss(self.videos["coarse"].float().cpu().numpy(), index.header.faiss_factory)
         self.timings = SearchTimings()
 
     @property
@@ -63,13 +65,13 @@ class Searcher:
     def encode(self, queries: list[str]) -> State:
         if not queries:
             raise QueryError("no queries given")
-        return text_states(self.head, self.backbone.encode_text(queries))
+        return text_states(self.head, self.backbone.encode_text(queries).to(self.device))
 
     @torch.no_grad()
     def candidate_states(self, rows: list[int]) -> State:
         """Full video states (patch tokens included) for a few videos."""
-        frames = torch.from_numpy(self.index.frame_features(rows))
-        patches = torch.from_numpy(self.index.patch_tokens(rows)) if self.index.header.store_patches else None
+        frames = torch.from_numpy(self.index.frame_features(rows)).to(self.device)
+        patches = torch.from_numpy(self.index.patch_tokens(rows)).to(self.device) if self.index.header.store_patches else None
         return self.head.video_state(frames, patches)
 
     @torch.no_grad()
@@ -81,7 +83,7 @@ class Searcher:
         states = self.encode(queries)
         encoded = time.perf_counter()
         recall = min(len(self.index), max(top_k, depth))
-        coarse_scores, coarse_rows = self.faiss.search(np.ascontiguousarray(states["coarse"].numpy(), dtype=np.float32), recall)
+        coarse_scores, coarse_rows = self.faiss.search(np.ascontiguousarray(states["coarse"].float().cpu().numpy(), dtype=np.float32), recall)
         searched = time.perf_counter()
         results = []
         for q, (scores, rows) in enumerate(zip(coarse_scores, coarse_rows)):

@@ -1,0 +1,200 @@
+"""The explorer service (vtr_core.explorer) and its panels, in process, on the demo collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO, write_video
+from vtr_core import panels, plots
+from vtr_core.dsl import dsl_revise
+from vtr_core.errors import IndexFormatError, IndexMismatchError, QueryError, VideoError, VtrError
+from vtr_core.explorer import DEMO_INDEX, Explorer, results_table
+from vtr_core.indexer import index_folder
+from vtr_core.methods import METHODS
+from vtr_core.storage import file_sha256
+
+BIRD = "a purple bird gets knocked off a branch by a falling nut"  # a caption of bbb_02
+
+
+@pytest.fixture(scope="module")
+def explorer(lite_backbone, tmp_path_factory):
+    return Explorer(DEMO_INDEX, device="cpu", workdir=tmp_path_factory.mktemp("workdir"))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_caption_finds_its_clip(explorer, method):
+    result = explorer.text_to_video(BIRD, method, top_k=8)
+    ids = [h.video_id for h in result.hits]
+    assert [h.rank for h in result.hits] == list(range(1, 9)) and "bbb_02" in ids[:5]
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    assert all(h.thumbnail.width > 0 and h.thumbnail.height > 0 for h in result.hits)
+    assert result.timings.encode_ms > 0 and result.timings.total_ms >= result.timings.encode_ms
+    if result.rerank_depth:  # stage-1 ranks are a different order, shown beside the final rank
+        assert all(h.reranked for h in result.hits) and len({h.coarse_rank for h in result.hits}) == 8
+        assert "stage 1: #" in panels.gallery_items(result)[0][1] and "re-rank of the top" in panels.timings_text(result)
+    else:
+        assert [h.coarse_rank for h in result.hits] == list(range(1, 9))
+    # the explanation of a hit adds up to the score the search gave it
+    hit = result.hits[ids.index("bbb_02")]
+    view = explorer.explain(BIRD, "bbb_02", method)
+    assert view.explanation.score == pytest.approx(hit.score, abs=1e-4)
+
+
+def test_bad_queries_are_one_line_errors(explorer):
+    for query in ("", "   ", "x" * 5000):
+        with pytest.raises(QueryError) as error:
+            explorer.text_to_video(query, "meanp")
+        assert "\n" not in str(error.value)
+    with pytest.raises(VtrError, match="unknown method"):
+        explorer.text_to_video("a bird", "nope")
+    with pytest.raises(VtrError, match="no clip 'nope'"):
+        explorer.explain("a bird", "nope", "meanp")
+
+
+def test_video_to_text_for_an_uploaded_clip_and_corpora(explorer, tmp_path):
+    clip = write_video(tmp_path / "upload.mp4", num_frames=40, seed=5)
+    result = explorer.video_to_text(str(clip), "camoe", top_k=5)
+    assert result.video == "upload.mp4" and result.corpus_size == 116 and len(result.hits) == 5
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    collection = {json.loads(line)["video_id"] for line in (REPO / "assets" / "captions.jsonl").read_text().splitlines()}
+    assert all(h.video_id in collection for h in result.hits) and len(result.frames) == 12
+
+    txt = tmp_path / "mine.txt"
+    txt.write_text("a purple bird on a branch\n\na car on a road\na bowl of soup\n")
+    own = explorer.video_to_text("bbb_02", "meanp", corpus=txt, top_k=10)
+    assert [h.caption for h in own.hits][0] == "a purple bird on a branch" and len(own.hits) == 3
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text('{"text": "a purple bird on a branch"}\n{"caption": "a car on a road"}\n')
+    assert explorer.video_to_text("bbb_02", "eercf", corpus=jsonl).hits[0].caption == "a purple bird on a branch"
+
+    bad = {"a.csv": "x,y\n", "b.jsonl": '{"text": "fine"}\nnot json\n', "c.txt": "\n\n", "d.jsonl": '{"other": 1}\n'}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(VtrError) as error:
+            explorer.video_to_text("bbb_02", "meanp", corpus=tmp_path / name)
+        assert name in str(error.value) and "\n" not in str(error.value)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(clip.read_bytes()[:2000])
+    for path in (not_video, truncated):
+        with pytest.raises(VideoError):
+            explorer.video_to_text(str(path), "meanp")
+
+
+def test_explain_panels_follow_the_data(explorer):
+    for method in METHODS:
+        view = explorer.explain(BIRD, "bbb_02", method)
+        e = view.explanation
+        assert len(e.frame_weights) == 12 and len(view.frames) == 12 and len(view.frame_times_s) == 12
+        assert sum(e.weights[n] * e.terms[n] for n in e.weights) == pytest.approx(e.score, abs=1e-5)
+        image = panels.frame_attention(view)
+        assert image.width > 600 and image.height > 100
+        patch = panels.patch_heat_map(view, frame=3)
+        assert patch is not None and patch.width >= 512 and np.asarray(view.patch_weights).shape == (12, 49)
+        assert np.allclose(np.asarray(view.patch_weights).sum(1), 1.0, atol=1e-4)
+        assert panels.terms_chart(view).width > 0 and panels.term_rows(view)[-1][-1] == pytest.approx(e.score, abs=1e-4)
+        if e.concepts:  # sparse concepts: each shown with its words
+            assert e.concepts["query"] and all(c["words"] for c in e.concepts["query"])
+            assert "shared" in panels.concepts_text(view) and panels.concept_map(view).height > 100
+        else:
+            assert panels.concepts_text(view) == "" and panels.concept_map(view) is None
+        if e.gates:  # stream gates sum to one
+            assert sum(e.gates.values()) == pytest.approx(1.0, abs=1e-5) and panels.gates_chart(view).width > 0
+        else:
+            assert panels.gates_chart(view) is None
+    assert explorer.explain(BIRD, "bbb_02", "eercf").patch_source == "head"
+    assert explorer.explain(BIRD, "bbb_02", "meanp").patch_source == "backbone"
+
+
+def test_dsl_matrix_before_and_after(explorer):
+    view = explorer.dsl_matrix("camoe", count=6)
+    assert view.before.shape == view.after.shape == (6, 6) and view.truth == list(range(6))
+    head, _ = explorer.head("camoe")
+    expected = dsl_revise(float(head.scale.detach()) * torch.from_numpy(view.before), 1.0).numpy()
+    assert np.allclose(view.after, expected, atol=1e-5)
+    for q, change in enumerate(view.changes):
+        assert change.clip == view.video_ids[q]
+        assert change.rank_before == 1 + int((view.before[q] > view.before[q, q]).sum())
+        assert change.rank_after == 1 + int((view.after[q] > view.after[q, q]).sum())
+    before, after = panels.dsl_heat_maps(view)
+    assert before.size == after.size and before.width > 300
+    assert len(panels.change_rows(view)) == 6 and "transductive" in view.note
+
+    typed = explorer.dsl_matrix("meanp", ["a purple bird", "a big white rabbit", "a flying squirrel"])
+    assert typed.truth is None and typed.before.shape[0] == 3 and 3 <= typed.before.shape[1] <= 9
+    with pytest.raises(QueryError, match="2 to 24 queries"):
+        explorer.dsl_matrix("meanp", ["only one query"])
+
+
+def test_writes_go_to_a_user_copy_of_the_bundled_index(lite_backbone, tmp_path):
+    before = file_sha256(DEMO_INDEX / "manifest.json")
+    explorer = Explorer(DEMO_INDEX, device="cpu", workdir=tmp_path / "work")
+    assert explorer.read_only and len(explorer.index) == 39
+    clip = write_video(tmp_path / "my clip.mp4", num_frames=30, seed=9)
+    video_id, report = explorer.add_clip(clip, "my clip.mp4")
+    info = explorer.collection_info()
+    assert video_id == "my_clip" and report.added == ["my_clip"] and info.videos == 40
+    assert info.index_dir.startswith(str(tmp_path / "work")) and file_sha256(DEMO_INDEX / "manifest.json") == before
+    assert list((tmp_path / "work").glob("*/uploads/my_clip.mp4"))
+    index = explorer.index
+    assert all(Path(index.video_path(r)).is_file() for r in range(len(index)))
+    assert video_id in [h.video_id for h in explorer.text_to_video("a coloured screen", "eercf", top_k=40).hits]
+    assert explorer.add_clip(clip, "my clip.mp4")[0] == "my_clip" and len(explorer.index) == 40  # same file again
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 100)
+    with pytest.raises(VideoError):
+        explorer.add_clip(broken)
+    with pytest.raises(VideoError, match="not a video file"):
+        explorer.add_clip(tmp_path / "my clip.mp4", "notes.txt")
+    with pytest.raises(VtrError, match="no such folder"):
+        explorer.index_folder(tmp_path / "missing")
+    assert len(explorer.index) == 40
+    # a later session opens the user copy
+    assert len(Explorer(DEMO_INDEX, device="cpu", workdir=tmp_path / "work").index) == 40
+
+
+def test_a_writable_index_is_updated_in_place(lite_backbone, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(2):
+        write_video(videos / f"v{i}.mp4", num_frames=20, seed=i)
+    index_folder(videos, tmp_path / "idx", lite_backbone, num_frames=4)
+    explorer = Explorer(tmp_path / "idx", device="cpu", workdir=tmp_path / "work")
+    assert not explorer.read_only and len(explorer.index) == 2
+    more = tmp_path / "more"
+    more.mkdir()
+    write_video(more / "v9.mp4", num_frames=20, seed=9)
+    seen = []
+    report = explorer.index_folder(more, progress=lambda done, total, item: seen.append((done, total)))
+    assert report.added == ["v9"] and seen[-1] == (1, 1) and len(explorer.index) == 3
+    assert explorer.collection_info().index_dir == str((tmp_path / "idx").resolve())
+    assert explorer.add_clip(write_video(tmp_path / "up.mp4", seed=4))[0] == "up"
+    assert (tmp_path / "idx-uploads" / "up.mp4").is_file() and len(explorer.index) == 4
+    with pytest.raises(VtrError, match="no captions file"):
+        explorer.video_to_text("v0", "meanp")
+
+
+def test_open_errors(lite_backbone, tmp_path):
+    with pytest.raises(IndexFormatError, match="not a video index"):
+        Explorer(tmp_path, device="cpu")
+    with pytest.raises(IndexFormatError, match="no such directory"):
+        Explorer(tmp_path / "missing", device="cpu")
+    with pytest.raises(IndexMismatchError, match="built with backbone lite"):
+        Explorer(DEMO_INDEX, device="cpu", backbone="clip:ViT-B-32/openai")
+
+
+def test_results_table_and_plots():
+    columns, rows = results_table()
+    assert columns[:4] == ["split", "method", "head", "DSL"] and all(len(r) == len(columns) for r in rows)
+    assert {r[0] for r in rows} >= {"test300"} and {r[3] for r in rows} == {"no", "yes"}
+    assert plots.colormap(np.array([0.0, 1.0])).tolist() == [[68, 1, 84], [253, 231, 37]]
+    image = plots.heat_map(np.arange(6).reshape(2, 3), ["a", "b"], ["x", "y", "z"], title="t",
+                           marks=np.eye(2, 3, dtype=bool))
+    assert image.width > 3 * 34 and image.height > 2 * 34
