@@ -120,12 +120,13 @@ def concepts_text(view: ExplainView) -> str:
     concepts = view.explanation.concepts
     if not concepts:
         return ""
-    lines = ["| | top concepts (weight, words) |", "| --- | --- |"]
-    for key, label in (("query", "query"), ("video", "clip"), ("shared", "shared")):
+    lines = ["**Sparse concepts** (concept id, activation, its most frequent words)", ""]
+    for key, label in (("query", "query"), ("video", "clip"), ("shared", "shared by both")):
         if key in concepts:
-            lines.append(f"| {label} | {_concept_list(concepts[key])} |")
+            lines.append(f"- **{label}**: {_concept_list(concepts[key])}")
     for i, items in enumerate(concepts.get("frames", [])):
-        lines.append(f"| frame {i + 1} | {_concept_list(items)} |")
+        time_s = view.frame_times_s[i] if i < len(view.frame_times_s) else 0.0
+        lines.append(f"- frame {i + 1} ({time_s:.1f} s): {_concept_list(items)}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,238 @@
+"""The real app: `python app.py` in a subprocess, called through gradio_client and driven in Chromium.
+
+The browser test uses Debian's `chromium` and `chromium-driver` through Selenium with the system
+driver (no browser download); it skips when they are absent. Screenshots of each view are saved
+under tests/artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, write_video
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BIRD = "a purple bird gets knocked off a branch by a falling nut"  # a caption of bbb_02
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, lite_backbone):
+    """The app on 127.0.0.1, with uploads and copies in a temporary work directory."""
+    work = tmp_path_factory.mktemp("app")
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(work / "gradio"))
+    log = open(work / "app.log", "w")
+    process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+                                "--workdir", str(work / "explorer")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the app did not start:\n" + (work / "app.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def test_wrong_index_is_a_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, "app.py", "--index", str(tmp_path)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: {tmp_path} is not a video index (no manifest.json); build one with `index`"]
+
+
+def table(value) -> list[list]:
+    return value["data"] if isinstance(value, dict) else value
+
+
+def test_every_public_endpoint(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert endpoints == {"/search", "/captions", "/explain", "/dsl", "/index_folder", "/add_clip", "/collection",
+                         "/results"}
+
+    gallery, hits, gallery_b, hits_b, timings = client.predict(BIRD, "eercf", "meanp", 5, api_name="/search")
+    assert len(gallery) == 5 and all(os.path.getsize(item["image"]) > 0 for item in gallery)
+    assert "bbb_02" in [row[1] for row in table(hits)] and [row[0] for row in table(hits)] == [1, 2, 3, 4, 5]
+    assert all(row[5] == "yes" for row in table(hits)) and "stage 1: #" in gallery[0]["caption"]
+    assert len(gallery_b) == 5 and table(hits_b)[0][1] == "bbb_02" and "eercf" in timings and "meanp" in timings
+    with pytest.raises(AppError, match="empty query"):
+        client.predict("  ", "meanp", "none", 5, api_name="/search")
+
+    clip = write_video(tmp_path / "upload.mp4", num_frames=40, seed=5)
+    summary, rows = client.predict(handle_file(str(clip)), None, "meanp", None, 6, api_name="/captions")
+    assert "ranked for" in summary and len(table(rows)) == 6
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a purple bird on a branch\na car on a road\n")
+    _, rows = client.predict(None, "bbb_02", "s3ma", handle_file(str(corpus)), 6, api_name="/captions")
+    assert [row[1] for row in table(rows)] == ["a purple bird on a branch", "a car on a road"]
+    for name, text, message in (("corpus.csv", "a,b\n", "Invalid file type"),
+                                ("corpus.jsonl", "{oops\n", "corpus.jsonl, line 1: not valid JSON")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(AppError, match=message):
+            client.predict(None, "bbb_02", "meanp", handle_file(str(tmp_path / name)), 6, api_name="/captions")
+
+    outputs = client.predict(BIRD, "bbb_02", "s3ma", 0, api_name="/explain")
+    attention, patch, terms, term_table, gates, concepts, concept_map, _ = outputs
+    assert os.path.getsize(attention) > 10_000 and os.path.getsize(terms) > 0
+    assert patch["visible"] and os.path.getsize(patch["value"]) > 0
+    assert concepts["visible"] and "shared" in concepts["value"] and concept_map["visible"]
+    assert not gates["visible"] and table(term_table)[-1][0] == "score"
+    gates = client.predict(BIRD, "bbb_02", "camoe", 3, api_name="/explain")[4]
+    assert gates["visible"] and os.path.getsize(gates["value"]) > 0
+
+    before, after, changes = client.predict("collection captions", "", 5, "meanp", api_name="/dsl")
+    assert os.path.getsize(before) > 0 and os.path.getsize(after) > 0 and len(table(changes)) == 5
+    with pytest.raises(AppError, match="2 to 24 queries"):
+        client.predict("my queries", "just one", 5, "meanp", api_name="/dsl")
+
+    assert "**39 clips**" in client.predict(api_name="/collection")
+    status, info = client.predict(handle_file(str(clip)), api_name="/add_clip")
+    assert "added **upload**" in status and "**40 clips**" in info
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i in range(2):
+        write_video(folder / f"extra{i}.mp4", num_frames=20, seed=20 + i)
+    status, info = client.predict(str(folder), api_name="/index_folder")
+    assert "indexed 2 new" in status and "**42 clips**" in info
+    with pytest.raises(AppError, match="no such folder"):
+        client.predict(str(tmp_path / "missing"), api_name="/index_folder")
+    gallery, hits, *_ = client.predict("a coloured screen", "meanp", "none", 30, api_name="/search")
+    assert {"upload", "extra0", "extra1"} <= {row[1] for row in table(hits)}
+
+    results = table(client.predict(api_name="/results"))
+    assert results and results[0][0] == "test300" and len(results[0]) == 12
+
+
+# -- the browser ------------------------------------------------------------------------------------
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def browser():
+    if not chromium() or not CHROMEDRIVER.is_file():
+        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_browser_drives_every_view(app_url, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    wait = WebDriverWait(browser, 90, poll_frequency=0.3)
+
+    def css(selector: str):
+        return browser.find_elements(By.CSS_SELECTOR, selector)
+
+    def loaded_images(selector: str) -> list:
+        return [i for i in css(selector) if int(i.get_attribute("naturalWidth") or 0) > 0]
+
+    def open_tab(name: str) -> None:
+        browser.find_element(By.XPATH, f"//button[@role='tab' and contains(., '{name}')]").click()
+
+    browser.get(app_url)
+    wait.until(lambda _: css("#query textarea"))
+    header = browser.find_element(By.ID, "header").text
+    assert "device:" in header and "cpu" in header and "lite" in header
+
+    # text to video, side by side with eercf; a click on a result plays it
+    css("#query textarea")[0].send_keys(BIRD)
+    css("#compare input")[0].click()
+    wait.until(lambda _: [o for o in css("[role=option]") if o.text.strip() == "eercf"])[0].click()
+    browser.find_element(By.ID, "search-btn").click()
+    wait.until(lambda _: "eercf" in browser.find_element(By.ID, "timings").text)
+    wait.until(lambda _: len(loaded_images("#gallery-a img")) >= 8 and len(loaded_images("#gallery-b img")) >= 8)
+    assert "bbb_02" in browser.find_element(By.ID, "table-a").text
+    assert "stage-1 rank" in browser.find_element(By.ID, "table-b").text
+    loaded_images("#gallery-a img")[0].click()
+    wait.until(lambda _: [v for v in css("#player video") if (v.get_attribute("src") or "").endswith(".mp4")])
+    browser.save_screenshot(str(ARTIFACTS / "text_to_video.png"))
+
+    # video to text: upload a generated clip
+    open_tab("Video to text")
+    clip = write_video(tmp_path / "browser_upload.mp4", num_frames=40, seed=7)
+    wait.until(lambda _: css("#v2t-video input[type=file]"))[0].send_keys(str(clip))
+    wait.until(lambda _: css("#v2t-video video"))
+    browser.find_element(By.ID, "v2t-btn").click()
+    wait.until(lambda _: "ranked for browser_upload.mp4" in browser.find_element(By.ID, "v2t-summary").text)
+    captions = browser.find_element(By.ID, "v2t-captions").text
+    assert "caption" in captions and len(captions.splitlines()) > 10
+    browser.save_screenshot(str(ARTIFACTS / "video_to_text.png"))
+
+    # explain (eercf: frame attention, patch map, score terms) and the DSL heat maps
+    open_tab("Explain")
+    query = css("#explain-query textarea")[0]
+    query.clear()
+    query.send_keys(BIRD)
+    [label for label in css("#explain-method label") if label.text.strip() == "eercf"][0].click()
+    browser.find_element(By.ID, "explain-btn").click()
+    wait.until(lambda _: loaded_images("#frame-attention img") and loaded_images("#patch-map img")
+               and loaded_images("#terms img"))
+    assert int(loaded_images("#frame-attention img")[0].get_attribute("naturalWidth")) > 600
+    browser.save_screenshot(str(ARTIFACTS / "explain.png"))
+    browser.find_element(By.ID, "dsl-btn").click()
+    wait.until(lambda _: loaded_images("#dsl-before img") and loaded_images("#dsl-after img"))
+    assert "rank before" in browser.find_element(By.ID, "dsl-changes").text
+    browser.execute_script("document.getElementById('dsl-before').scrollIntoView()")
+    time.sleep(0.5)
+    browser.save_screenshot(str(ARTIFACTS / "dsl.png"))
+    browser.find_element(By.ID, "dsl-before").screenshot(str(ARTIFACTS / "dsl_before.png"))
+
+    # s3ma shows its concepts; the collection and results tabs show what is indexed and measured
+    [label for label in css("#explain-method label") if label.text.strip() == "s3ma"][0].click()
+    browser.find_element(By.ID, "explain-btn").click()
+    wait.until(lambda _: loaded_images("#concept-map img") and "shared" in browser.find_element(By.ID, "concepts").text)
+    browser.execute_script("document.getElementById('concepts').scrollIntoView()")
+    time.sleep(0.5)
+    browser.save_screenshot(str(ARTIFACTS / "concepts.png"))
+    open_tab("Collection")
+    wait.until(lambda _: "clips" in browser.find_element(By.ID, "collection-info").text)
+    browser.save_screenshot(str(ARTIFACTS / "collection.png"))
+    open_tab("Results")
+    wait.until(lambda _: "test300" in browser.find_element(By.ID, "results-table").text)
+    browser.save_screenshot(str(ARTIFACTS / "results.png"))
+    for name in ("text_to_video", "video_to_text", "explain", "dsl", "concepts", "collection", "results"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 20_000
