@@ -105,14 +105,14 @@ def build(explorer: Explorer) -> gr.Blocks:
                 demo.allowed_paths.append(root)
 
     @ui_errors
-    def index_folder(folder: str, progress=gr.Progress()):
+    def index_folder(folder: str, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         report = explorer.index_folder(folder, lambda done, total, item: progress((done, total), desc=f"indexing {item}"))
         allow_media()
         failed = "".join(f"\n- skipped: {reason}" for _, reason in report.failed[:20])
         return report.summary() + failed, panels.info_text(explorer.collection_info())
 
     @ui_errors
-    def add_clip(path: str | None, progress=gr.Progress()):
+    def add_clip(path: str | None, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         if not path:
             raise VtrError("no clip uploaded: choose a video file first")
         progress(0.1, desc="decoding and encoding the clip")
@@ -134,7 +134,7 @@ def build(explorer: Explorer) -> gr.Blocks:
 
     with gr.Blocks(title="Video-text retrieval explorer") as demo:
         gr.Markdown(f"# Video-text retrieval explorer\n**device:** `{info.device}` · **backbone:** `{info.backbone}` "
-                    f"(`{info.backbone_id}`) · {info.videos} clips in `{info.index_dir}`", elem_id="header")
+                    f"(`{info.backbone_id}`) · index `{info.source_dir}`", elem_id="header")
         with gr.Tabs():
             with gr.Tab("Text to video", id="t2v"):
                 with gr.Row():

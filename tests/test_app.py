@@ -37,7 +37,7 @@ def app_url(tmp_path_factory, lite_backbone):
     work = tmp_path_factory.mktemp("app")
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(work / "gradio"))
-    log = open(work / "app.log", "w")
+    log = open(work / "app.log", "w")  # noqa: SIM115 (open for the server's lifetime)
     process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
                                 "--workdir", str(work / "explorer")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -64,7 +64,7 @@ def app_url(tmp_path_factory, lite_backbone):
 
 def test_wrong_index_is_a_one_line_error(tmp_path):
     result = subprocess.run([sys.executable, "app.py", "--index", str(tmp_path)], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"error: {tmp_path} is not a video index (no manifest.json); build one with `index`"]
 
@@ -181,7 +181,7 @@ def test_browser_drives_every_view(app_url, browser, tmp_path):
     # text to video, side by side with eercf; a click on a result plays it
     css("#query textarea")[0].send_keys(BIRD)
     css("#compare input")[0].click()
-    wait.until(lambda _: [o for o in css("[role=option]") if o.text.strip() == "eercf"])[0].click()
+    wait.until(lambda _: next((o for o in css("[role=option]") if o.text.strip() == "eercf"), None)).click()
     browser.find_element(By.ID, "search-btn").click()
     wait.until(lambda _: "eercf" in browser.find_element(By.ID, "timings").text)
     wait.until(lambda _: len(loaded_images("#gallery-a img")) >= 8 and len(loaded_images("#gallery-b img")) >= 8)
@@ -207,7 +207,7 @@ def test_browser_drives_every_view(app_url, browser, tmp_path):
     query = css("#explain-query textarea")[0]
     query.clear()
     query.send_keys(BIRD)
-    [label for label in css("#explain-method label") if label.text.strip() == "eercf"][0].click()
+    next(label for label in css("#explain-method label") if label.text.strip() == "eercf").click()
     browser.find_element(By.ID, "explain-btn").click()
     wait.until(lambda _: loaded_images("#frame-attention img") and loaded_images("#patch-map img")
                and loaded_images("#terms img"))
@@ -222,7 +222,7 @@ def test_browser_drives_every_view(app_url, browser, tmp_path):
     browser.find_element(By.ID, "dsl-before").screenshot(str(ARTIFACTS / "dsl_before.png"))
 
     # s3ma shows its concepts; the collection and results tabs show what is indexed and measured
-    [label for label in css("#explain-method label") if label.text.strip() == "s3ma"][0].click()
+    next(label for label in css("#explain-method label") if label.text.strip() == "s3ma").click()
     browser.find_element(By.ID, "explain-btn").click()
     wait.until(lambda _: loaded_images("#concept-map img") and "shared" in browser.find_element(By.ID, "concepts").text)
     browser.execute_script("document.getElementById('concepts').scrollIntoView()")

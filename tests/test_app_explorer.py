@@ -67,7 +67,7 @@ def test_video_to_text_for_an_uploaded_clip_and_corpora(explorer, tmp_path):
     txt = tmp_path / "mine.txt"
     txt.write_text("a purple bird on a branch\n\na car on a road\na bowl of soup\n")
     own = explorer.video_to_text("bbb_02", "meanp", corpus=txt, top_k=10)
-    assert [h.caption for h in own.hits][0] == "a purple bird on a branch" and len(own.hits) == 3
+    assert own.hits[0].caption == "a purple bird on a branch" and len(own.hits) == 3
     jsonl = tmp_path / "mine.jsonl"
     jsonl.write_text('{"text": "a purple bird on a branch"}\n{"caption": "a car on a road"}\n')
     assert explorer.video_to_text("bbb_02", "eercf", corpus=jsonl).hits[0].caption == "a purple bird on a branch"

@@ -22,9 +22,9 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ RESULTS_JSON = REPO / "docs" / "results.json"
 MAX_QUERY_CHARS = 1_000
 MAX_TOP_K = 100
 MAX_DSL_QUERIES = 24
+MAX_THUMBNAILS = 4096  # cached in memory (about 40 KB each)
 TEXT_BATCH = 256
 BACKBONE_PATCH_TEMPERATURE = 0.1
 DSL_NOTE = ("DSL is transductive: it rescales each score by a softmax over the whole query set (each clip's "
@@ -289,6 +290,8 @@ class Explorer:
         record = index.videos[row]
         key = (str(index.directory), record.segment, record.row)
         if key not in self._thumbs:
+            if len(self._thumbs) > MAX_THUMBNAILS:
+                self._thumbs.clear()
             frames = self.frames(index, row)
             self._thumbs[key] = frames[len(frames) // 2]
         return self._thumbs[key]

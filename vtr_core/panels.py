@@ -188,9 +188,9 @@ def change_rows(view: DslView) -> list[list]:
 def info_text(info) -> str:
     copy = "" if info.index_dir == info.source_dir else f" (a user copy of `{info.source_dir}`)"
     return "\n".join([
-        f"**{info.videos} clips** · backbone `{info.backbone}` (`{info.backbone_id}`) on **{info.device}** · "
-        f"{info.frames} frames per clip · {info.embed_dim}-d · {info.patches_per_frame} patches per frame · "
-        f"{info.disk_bytes / 1e6:.1f} MB on disk · generation {info.generation}",
+        (f"**{info.videos} clips** · backbone `{info.backbone}` (`{info.backbone_id}`) on **{info.device}** · "
+         f"{info.frames} frames per clip · {info.embed_dim}-d · {info.patches_per_frame} patches per frame · "
+         f"{info.disk_bytes / 1e6:.1f} MB on disk · generation {info.generation}"),
         "",
         f"index: `{info.index_dir}`{copy}  ",
         f"uploaded clips go to: `{info.uploads_dir}`  ",

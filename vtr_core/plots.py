@@ -118,7 +118,7 @@ def frame_bars(frames: list[Image.Image], series: list[tuple[str, list[float]]],
         best = int(weights.argmax())
         x = name_width
         for i, tile in enumerate(tiles):
-            bar = int(round(bar_height * (weights[i] - low) / span))
+            bar = round(bar_height * (weights[i] - low) / span)
             draw.rectangle([x + 6, base - bar, x + tile.width - 6, base], fill=ACCENT if i == best else BAR)
             draw.text((x + 6, base + 3), f"{weights[i]:.2f}", fill=INK, font=font(11))
             x += tile.width + 4
