@@ -250,6 +250,9 @@ def build(explorer: Explorer) -> gr.Blocks:
         refresh.click(collection, None, info_md, api_name="collection", concurrency_id="search").then(
             clip_choices, None, [pick, ex_clip], api_visibility="private")
         results_go.click(results, None, results_df, api_name="results")
+        # a page opened later shows the collection as it is now, not as it was at start-up
+        demo.load(lambda: (panels.info_text(explorer.collection_info()), *clip_choices()), None,
+                  [info_md, pick, ex_clip], api_visibility="private")
     demo.queue(default_concurrency_limit=2)
     return demo
 

@@ -230,6 +230,11 @@ def test_browser_drives_every_view(app_url, browser, tmp_path):
     browser.save_screenshot(str(ARTIFACTS / "concepts.png"))
     open_tab("Collection")
     wait.until(lambda _: "clips" in browser.find_element(By.ID, "collection-info").text)
+    # the page shows the collection as it is now (the endpoint test may have added clips)
+    from gradio_client import Client
+
+    now = Client(app_url, verbose=False).predict(api_name="/collection").split("**")[1]
+    assert now in browser.find_element(By.ID, "collection-info").text
     browser.save_screenshot(str(ARTIFACTS / "collection.png"))
     open_tab("Results")
     wait.until(lambda _: "test300" in browser.find_element(By.ID, "results-table").text)
