@@ -60,7 +60,11 @@ def test_lite_shapes_and_determinism(lite_backbone, video_file):
     first = lite_backbone.encode_frames(frames)
     second = lite_backbone.encode_frames(frames)
     assert first.frame.shape == (4, 384) and first.patches.shape == (4, 49, 384)
+    assert first.raw.shape == (4, lite_backbone.raw_dim) == (4, 1280)
     assert torch.equal(first.frame, second.frame) and torch.equal(first.patches, second.patches)
+    # raw features are what ConSE started from: the classifier of the pooled channels
+    logits = lite_backbone.image_model.get_classifier()(first.raw)
+    assert torch.allclose(lite_backbone.conse(logits), first.frame, atol=1e-5)
     assert torch.allclose(first.frame.norm(dim=-1), torch.ones(4), atol=1e-5)
     text = lite_backbone.encode_text(["a dog runs on the beach", "cooking"])
     assert text.sentence.shape == (2, 384)
@@ -72,12 +76,13 @@ def test_lite_shapes_and_determinism(lite_backbone, video_file):
 def test_lite_conse_is_weighted_mean_of_top_class_embeddings(lite_backbone):
     from vtr_core.backbones import lite
 
-    logits = torch.full((1, 1000), -50.0)
-    logits[0, 1], logits[0, 2] = 2.0, 2.0 + np.log(3.0)  # probabilities 1:3 between class 1 and 2
+    assert lite.CONSE_TOP_K == 10 and lite.CONSE_TEMPERATURE == 3.0
+    logits = torch.full((1, 1000), -500.0)
+    # softmax(logits / 3) gives probabilities 1:3 between class 1 and 2
+    logits[0, 1], logits[0, 2] = 2.0, 2.0 + 3.0 * np.log(3.0)
     got = lite_backbone.conse(logits)[0]
     expected = F.normalize(0.25 * lite_backbone.class_embeddings[1] + 0.75 * lite_backbone.class_embeddings[2], dim=0)
     assert torch.allclose(got, expected, atol=1e-4)
-    assert lite.CONSE_TOP_K == 10
 
 
 def test_lite_semantics_text_matches_imagenet_class(lite_backbone):

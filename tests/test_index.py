@@ -61,6 +61,28 @@ def test_round_trip(tmp_path):
     assert scores[0, 1] == pytest.approx(np.sort(expected)[-2], abs=1e-5)
 
 
+def test_raw_features_round_trip_and_are_required(tmp_path):
+    items = [features(f"v{i}", i) for i in range(3)]
+    for i, item in enumerate(items):
+        item.raw = np.random.default_rng(10 + i).standard_normal((T, 5)).astype(np.float32)
+    index = add_all(tmp_path / "idx", items, raw_dim=5)
+    np.testing.assert_allclose(index.raw_features([1, 2]), np.stack([items[1].raw, items[2].raw]), atol=3e-3)
+    # compaction after a removal carries raw features along
+    with VideoIndex.writer(tmp_path / "idx", header(raw_dim=5)) as writer:
+        writer.remove("v0")
+        compacted = writer.commit()
+    np.testing.assert_allclose(compacted.raw_features([compacted.row_of("v2")])[0], items[2].raw, atol=3e-3)
+    with pytest.raises(IndexMismatchError, match="raw features"):
+        with VideoIndex.writer(tmp_path / "idx", header(raw_dim=5)) as writer:
+            writer.add(features("v9", 9))  # no raw features
+    with pytest.raises(IndexMismatchError, match="raw_dim"):
+        with VideoIndex.writer(tmp_path / "idx", header(raw_dim=0)):
+            pass
+    assert VideoIndex.open(tmp_path / "idx").header.raw_dim == 5
+    add_all(tmp_path / "plain", [features("a", 1)])
+    assert VideoIndex.open(tmp_path / "plain").raw_features() is None
+
+
 def test_additions_extend_and_replacements_rebuild(tmp_path):
     directory = tmp_path / "idx"
     add_all(directory, [features("a", 1), features("b", 2)])

@@ -181,12 +181,33 @@ def heads(lite_backbone):
 def test_untrained_heads_reduce_to_mean_pooling(heads):
     torch.manual_seed(4)
     frames = F.normalize(torch.randn(6, 3, 384), dim=-1)
+    raw = torch.randn(6, 3, 1280)
     query = text_features(F.normalize(torch.randn(2, 384), dim=-1))
     meanp = heads["meanp"]
     expected = meanp.similarity(meanp.text_state(query), meanp.video_state(frames, None))
+    # the raw-feature projection starts at zero: untrained heads ignore raw features
+    assert torch.equal(meanp.similarity(meanp.text_state(query), meanp.video_state(frames, None, raw)), expected)
     for name in ("eercf", "s3ma"):
         head = heads[name]
-        assert torch.allclose(head.coarse_similarity(head.text_state(query), head.video_state(frames, None)), expected, atol=1e-5)
+        assert torch.allclose(head.coarse_similarity(head.text_state(query), head.video_state(frames, None, raw)), expected, atol=1e-5)
+
+
+def test_raw_projection_adds_a_learned_map_of_layer_normed_raw_features(lite_backbone):
+    head = create_head("meanp", lite_backbone, num_frames=2)
+    assert head.raw_dim == lite_backbone.raw_dim == 1280
+    torch.manual_seed(6)
+    frames, raw = torch.randn(1, 2, 384), torch.randn(1, 2, 1280) * 3 + 1
+    weight = torch.randn(384, 1280) * 0.01
+    with torch.no_grad():
+        head.adapter.visual_raw.linear.weight.copy_(weight)
+    normed = (raw - raw.mean(-1, keepdim=True)) / torch.sqrt(raw.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    expected = F.normalize(frames + normed @ weight.T, dim=-1)
+    assert torch.allclose(head.video_state(frames, None, raw)["frames"], expected, atol=1e-5)
+    # the projection learns: a contrastive step moves its weights
+    text = text_features(F.normalize(torch.randn(2, 384), dim=-1))
+    loss, _ = head.loss(text, torch.randn(2, 2, 384), None, torch.randn(2, 2, 1280))
+    loss.backward()
+    assert head.adapter.visual_raw.linear.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -221,15 +242,17 @@ def test_checkpoint_round_trip(heads, lite_backbone, tmp_path, name):
     save_head(head, path, lite_backbone.id, num_frames=3)
     loaded = load_head(path, lite_backbone, method=name, num_frames=3)
     text = lite_backbone.encode_text(["a man drives a car"])
-    frames = torch.randn(2, 3, 384)
-    expected = head.similarity(head.text_state(text), head.video_state(frames, None))
-    assert torch.allclose(expected, loaded.similarity(loaded.text_state(text), loaded.video_state(frames, None)), atol=1e-6)
+    frames, raw = torch.randn(2, 3, 384), torch.randn(2, 3, 1280)
+    expected = head.similarity(head.text_state(text), head.video_state(frames, None, raw))
+    assert not torch.allclose(expected, head.similarity(head.text_state(text), head.video_state(frames, None)))
+    assert loaded.raw_dim == 1280
+    assert torch.allclose(expected, loaded.similarity(loaded.text_state(text), loaded.video_state(frames, None, raw)), atol=1e-6)
     # shipped checkpoints are float16 on disk, half the size, and load back as float32
     save_head(head, tmp_path / "half.pt", lite_backbone.id, num_frames=3, half=True)
     half = load_head(tmp_path / "half.pt", lite_backbone, method=name, num_frames=3)
     assert all(p.dtype == torch.float32 for p in half.parameters())
     assert (tmp_path / "half.pt").stat().st_size < 0.6 * path.stat().st_size
-    assert torch.allclose(expected, half.similarity(half.text_state(text), half.video_state(frames, None)), atol=2e-2)
+    assert torch.allclose(expected, half.similarity(half.text_state(text), half.video_state(frames, None, raw)), atol=2e-2)
 
 
 def test_checkpoint_mismatches_are_clear(heads, lite_backbone, tmp_path):

@@ -170,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_head(head, videos.frames, videos.patches, queries, torch.as_tensor(dataset.query_video),
                            captions, torch.as_tensor(dataset.caption_video), rerank_top_k=rerank,
                            dsl_temperature=args.dsl_temperature, method=args.method, backbone=backbone.spec,
-                           split=args.split, head_source=source, reviser=args.reviser)
+                           split=args.split, head_source=source, reviser=args.reviser, raw=videos.raw)
     print(f"{args.method} on {dataset.name} ({len(dataset)} videos, {len(dataset.queries)} queries, "
           f"{len(dataset.captions)} captions), backbone {backbone.spec}, head {source}")
     revised = "DSL" if args.reviser == "dsl" else "inverted softmax"
@@ -239,7 +239,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if holdout:
         val_set, val_videos, val_queries, val_captions = _load_split(args, backbone, "val")
         validation = ValidationData(val_videos.frames, val_videos.patches, val_queries,
-                                    torch.as_tensor(val_set.query_video), val_captions, torch.as_tensor(val_set.caption_video))
+                                    torch.as_tensor(val_set.query_video), val_captions, torch.as_tensor(val_set.caption_video),
+                                    raw=val_videos.raw)
     num_frames = videos.frames.shape[1]
     head = create_head(args.method, backbone, num_frames=num_frames, corpus=dataset.captions, seed=args.seed,
                        **_head_settings(args.set))
@@ -257,7 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar(done, total, f"epoch {done * config.epochs // max(1, total)}")
 
     result = train_head(
-        head, TrainData(videos.frames, videos.patches, captions, torch.as_tensor(dataset.caption_video)),
+        head, TrainData(videos.frames, videos.patches, captions, torch.as_tensor(dataset.caption_video), raw=videos.raw),
         config, output, backbone.id, num_frames, validation=validation, resume=args.resume,
         log=print if rank == 0 else (lambda message: None),
         progress=step_progress,

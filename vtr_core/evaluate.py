@@ -55,12 +55,13 @@ class EvalResult:
 
 @torch.no_grad()
 def video_states(head: RetrievalHead, frames: torch.Tensor, patches: torch.Tensor | None,
-                 batch: int = STATE_BATCH) -> State:
+                 batch: int = STATE_BATCH, raw: torch.Tensor | None = None) -> State:
     parts = []
     for start in range(0, frames.shape[0], batch):
         stop = start + batch
         parts.append(head.video_state(frames[start:stop].float(),
-                                      patches[start:stop].float() if patches is not None else None))
+                                      patches[start:stop].float() if patches is not None else None,
+                                      raw[start:stop].float() if raw is not None else None))
     return concat_states(parts)
 
 
@@ -86,11 +87,12 @@ def evaluate_head(
     split: str = "",
     head_source: str = "",
     reviser: str = "dsl",
+    raw: torch.Tensor | None = None,
 ) -> EvalResult:
     """Both directions, plain and revised by `reviser` (temperature on logit-scaled scores)."""
     started = time.perf_counter()
     head.eval()
-    videos = video_states(head, frames, patches)
+    videos = video_states(head, frames, patches, raw=raw)
     scale = float(head.scale)
     revise_t2v, revise_v2t = REVISERS[reviser]
     result = EvalResult(method or head.name, backbone, split, head_source, rerank_top_k, dsl_temperature,

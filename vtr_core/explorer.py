@@ -368,7 +368,8 @@ class Explorer:
         sampled = read_video(path, index.header.num_frames)
         encoded = self.backbone.encode_frames(sampled.frames)
         patches = encoded.patches[None].to(self.device) if index.header.store_patches and encoded.patches is not None else None
-        state = head.video_state(encoded.frame[None].to(self.device), patches)
+        raw = encoded.raw[None].to(self.device) if encoded.raw is not None else None
+        state = head.video_state(encoded.frame[None].to(self.device), patches, raw)
         return state, path.name, [Image.fromarray(f) for f in sampled.frames]
 
     @torch.no_grad()

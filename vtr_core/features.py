@@ -37,11 +37,14 @@ class VideoFeatureSet:
     patches: torch.Tensor | None  # float16 [V, T, P, D] (large: converted per batch)
     index: VideoIndex
     rows: list[int]  # the index rows of the dataset's videos
+    raw: torch.Tensor | None = None  # float16 [V, T, R] (backbones with raw features)
 
-    def select(self, videos) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def select(self, videos) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(frames, patches, raw) of some videos, as float32."""
         videos = torch.as_tensor(videos, dtype=torch.long)
         patches = self.patches[videos].float() if self.patches is not None else None
-        return self.frames[videos], patches
+        raw = self.raw[videos].float() if self.raw is not None else None
+        return self.frames[videos], patches, raw
 
 
 def features_dir(backbone: Backbone, root: str | Path | None = None) -> Path:
@@ -78,7 +81,9 @@ def video_features(
     patches = None
     if with_patches and index.header.store_patches:
         patches = torch.from_numpy(np.stack([index.patch_tokens([r])[0].astype(np.float16) for r in rows]))
-    return VideoFeatureSet(frames=frames, patches=patches, index=index, rows=rows)
+    raw = index.raw_features(rows)
+    return VideoFeatureSet(frames=frames, patches=patches, index=index, rows=rows,
+                           raw=torch.from_numpy(raw).half() if raw is not None else None)
 
 
 def caption_features(

@@ -2,7 +2,8 @@
 
 Layout of an index directory:
   manifest.json               format, version, generation, backbone, dimensions, the video list
-  segments/seg-<gen>-<tag>/   coarse.npy f32 [n, D], frames.npy f16 [n, T, D],
+  segments/seg-<gen>-<tag>/   coarse.npy f32 [n, D], frames.npy f16 [n, T, D], raw.npy f16 [n, T, R]
+                              (backbones with raw features),
                               patches.npy f16 [n, T, P, D] (optional), strips/<row>.jpg
   faiss/coarse-<gen>.faiss    coarse vectors of the manifest's videos, in manifest order
 A commit writes a new segment (to a temporary name, then renamed), then the faiss file, then the
@@ -66,6 +67,7 @@ class IndexHeader:
     patch_grid: list[int] | None
     store_patches: bool
     faiss_factory: str = "Flat"
+    raw_dim: int = 0  # per-frame raw (pre-joint-space) features stored, 0: none
 
     @property
     def num_patches(self) -> int:
@@ -81,6 +83,7 @@ class VideoFeatures:
     frames: np.ndarray  # [T, D]
     patches: np.ndarray | None  # [T, P, D]
     strip_jpeg: bytes = b""
+    raw: np.ndarray | None = None  # [T, R]
 
 
 @dataclass
@@ -89,6 +92,7 @@ class _Segment:
     frames: np.ndarray
     patches: np.ndarray | None
     directory: Path = field(default_factory=Path)
+    raw: np.ndarray | None = None
 
 
 def _faiss():
@@ -141,7 +145,7 @@ class VideoIndex:
     def check_compatible(self, header: IndexHeader) -> None:
         """Refuse to mix features made differently (backbone, frames, dimensions)."""
         mine = self.header
-        for name in ("backbone_id", "num_frames", "embed_dim", "store_patches"):
+        for name in ("backbone_id", "num_frames", "embed_dim", "store_patches", "raw_dim"):
             if getattr(mine, name) != getattr(header, name):
                 raise IndexMismatchError(
                     f"index {self.directory} has {name}={getattr(mine, name)}, "
@@ -161,11 +165,12 @@ class VideoIndex:
         if name not in self._segments:
             folder = self.directory / "segments" / name
             try:
-                patches_file = folder / "patches.npy"
+                optional = {part: folder / f"{part}.npy" for part in ("patches", "raw")}
                 self._segments[name] = _Segment(
                     coarse=np.load(folder / "coarse.npy", mmap_mode="r"),
                     frames=np.load(folder / "frames.npy", mmap_mode="r"),
-                    patches=np.load(patches_file, mmap_mode="r") if patches_file.exists() else None,
+                    patches=np.load(optional["patches"], mmap_mode="r") if optional["patches"].exists() else None,
+                    raw=np.load(optional["raw"], mmap_mode="r") if optional["raw"].exists() else None,
                     directory=folder,
                 )
             except (OSError, ValueError) as exc:
@@ -175,14 +180,16 @@ class VideoIndex:
     def _gather(self, rows, part: str) -> np.ndarray:
         rows = list(rows)
         if not rows:
-            shape = {"coarse": (self.header.embed_dim,), "frames": (self.header.num_frames, self.header.embed_dim)}
+            shape = {"coarse": (self.header.embed_dim,), "frames": (self.header.num_frames, self.header.embed_dim),
+                     "raw": (self.header.num_frames, self.header.raw_dim)}
             return np.zeros((0, *shape.get(part, (0,))), np.float32)
         out = []
         for row in rows:
             record = self.videos[row]
             array = getattr(self._segment(record.segment), part)
             if array is None:
-                raise IndexFormatError(f"index {self.directory} stores no {part} (built with --no-patches)")
+                why = "built with --no-patches" if part == "patches" else "its backbone has none"
+                raise IndexFormatError(f"index {self.directory} stores no {part} ({why})")
             out.append(np.asarray(array[record.row], dtype=np.float32))
         return np.stack(out)
 
@@ -194,6 +201,12 @@ class VideoIndex:
 
     def patch_tokens(self, rows=None) -> np.ndarray:
         return self._gather(range(len(self)) if rows is None else rows, "patches")
+
+    def raw_features(self, rows=None) -> np.ndarray | None:
+        """[n, T, R] per-frame raw features, or None when the index stores none."""
+        if not self.header.raw_dim:
+            return None
+        return self._gather(range(len(self)) if rows is None else rows, "raw")
 
     def video_path(self, row: int) -> str:
         """Absolute path of a video; records store paths relative to the index directory."""
@@ -342,6 +355,8 @@ class IndexWriter:
             )
         if self.header.store_patches and (item.patches is None or item.patches.shape != (T, self.header.num_patches, D)):
             raise IndexMismatchError(f"{item.record.path}: patch tokens missing or of the wrong shape")
+        if self.header.raw_dim and (item.raw is None or item.raw.shape != (T, self.header.raw_dim)):
+            raise IndexMismatchError(f"{item.record.path}: raw features missing or of the wrong shape")
         self._pending[item.record.video_id] = item
         self._removed.discard(item.record.video_id)
 
@@ -422,6 +437,7 @@ class IndexWriter:
             frames=old.frame_features([row])[0],
             patches=old.patch_tokens([row])[0] if self.header.store_patches else None,
             strip_jpeg=old.frame_strip_jpeg(row),
+            raw=old.raw_features([row])[0] if self.header.raw_dim else None,
         )
 
     def _write_segment(self, generation: int, items: list[VideoFeatures]) -> list[VideoRecord]:
@@ -433,6 +449,8 @@ class IndexWriter:
         atomic_save_npy(tmp / "frames.npy", np.stack([i.frames for i in items]).astype(np.float16))
         if self.header.store_patches:
             atomic_save_npy(tmp / "patches.npy", np.stack([i.patches for i in items]).astype(np.float16))
+        if self.header.raw_dim:
+            atomic_save_npy(tmp / "raw.npy", np.stack([i.raw for i in items]).astype(np.float16))
         for row, item in enumerate(items):
             atomic_write_bytes(tmp / "strips" / f"{row}.jpg", item.strip_jpeg)
         fsync_dir(tmp / "strips")

@@ -137,6 +137,7 @@ def index_folder(
         patch_grid=list(backbone.patch_grid) if backbone.patch_grid else None,
         store_patches=store_patches and backbone.patch_grid is not None,
         faiss_factory=faiss_factory,
+        raw_dim=backbone.raw_dim,
     )
     if batch_frames is None:
         batch_frames = 512 if backbone.device.type == "cuda" else 48
@@ -179,6 +180,7 @@ def index_folder(
             patch_feats = None
             if header.store_patches:
                 patch_feats = encoded.patches.numpy().reshape(len(batch), num_frames, -1, header.embed_dim)
+            raw_feats = encoded.raw.numpy().reshape(len(batch), num_frames, -1) if header.raw_dim else None
             coarse = meanp.video_embedding(frame_feats).numpy()
             for i, decoded in enumerate(batch):
                 known = by_path.get(str(decoded.path.resolve()))
@@ -202,6 +204,7 @@ def index_folder(
                     frames=frame_feats[i],
                     patches=patch_feats[i] if patch_feats is not None else None,
                     strip_jpeg=jpeg_bytes(frame_strip(s.frames)),
+                    raw=raw_feats[i] if raw_feats is not None else None,
                 ))
                 (report.updated if known else report.added).append(decoded.video_id)
             report.frames_encoded += len(frames)

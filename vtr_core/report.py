@@ -37,7 +37,7 @@ def _evaluate(head, source: str, split_data, split: str, backbone: Backbone) -> 
     dataset, videos, queries, captions = split_data
     return evaluate_head(head, videos.frames, videos.patches, queries, torch.as_tensor(dataset.query_video), captions,
                          torch.as_tensor(dataset.caption_video), rerank_top_k=head.eval_rerank_top_k,
-                         method=head.name, backbone=backbone.spec, split=split, head_source=source)
+                         method=head.name, backbone=backbone.spec, split=split, head_source=source, raw=videos.raw)
 
 
 def two_stage_study(head, split_data, ks=(10, 50, 100), repeats: int = 3) -> dict:
@@ -45,7 +45,7 @@ def two_stage_study(head, split_data, ks=(10, 50, 100), repeats: int = 3) -> dic
     dataset, videos, queries, _ = split_data
     truth = torch.as_tensor(dataset.query_video)
     with torch.no_grad():
-        v = video_states(head, videos.frames, videos.patches)
+        v = video_states(head, videos.frames, videos.patches, raw=videos.raw)
         q = text_states(head, queries)
 
         def timed(fn):

@@ -54,7 +54,9 @@ class Searcher:
         self.index, self.backbone = index, backbone
         self.device = torch.device(device)  # where the head scores (faiss stays on the CPU)
         self.head = (head or MeanPooling(backbone.embed_dim)).eval().to(self.device)
-        self.videos: State = video_states(self.head, torch.from_numpy(index.frame_features()).to(self.device), None)
+        raw = index.raw_features()
+        self.videos: State = video_states(self.head, torch.from_numpy(index.frame_features()).to(self.device), None,
+                                          raw=torch.from_numpy(raw).to(self.device) if raw is not None else None)
         self.faiss = build_faiss(self.videos["coarse"].float().cpu().numpy(), index.header.faiss_factory)
         self.timings = SearchTimings()
 
@@ -72,7 +74,8 @@ class Searcher:
         """Full video states (patch tokens included) for a few videos."""
         frames = torch.from_numpy(self.index.frame_features(rows)).to(self.device)
         patches = torch.from_numpy(self.index.patch_tokens(rows)).to(self.device) if self.index.header.store_patches else None
-        return self.head.video_state(frames, patches)
+        raw = self.index.raw_features(rows)
+        return self.head.video_state(frames, patches, torch.from_numpy(raw).to(self.device) if raw is not None else None)
 
     @torch.no_grad()
     def search(self, queries: list[str], top_k: int = 10, rerank_top_k: int | None = None) -> list[list[SearchHit]]:

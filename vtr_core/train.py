@@ -50,6 +50,7 @@ class TrainData:
     patches: torch.Tensor | None  # [V, T, P, D], float16 ok
     captions: TextFeatures
     caption_video: torch.Tensor  # [C]
+    raw: torch.Tensor | None = None  # [V, T, R], float16 ok
 
 
 @dataclass
@@ -60,6 +61,7 @@ class ValidationData:
     query_video: torch.Tensor
     captions: TextFeatures
     caption_video: torch.Tensor
+    raw: torch.Tensor | None = None
 
 
 @dataclass
@@ -168,12 +170,13 @@ class GatheredLoss:
     def __init__(self, head: RetrievalHead):
         self.head = head
 
-    def __call__(self, text: TextFeatures, frames: torch.Tensor, patches: torch.Tensor | None):
+    def __call__(self, text: TextFeatures, frames: torch.Tensor, patches: torch.Tensor | None,
+                 raw: torch.Tensor | None = None):
         _, size = world()
         if size == 1:
-            return self.head.loss(text, frames, patches)
+            return self.head.loss(text, frames, patches, raw)
         queries = gather_states(self.head.text_state(text))
-        videos = gather_states(self.head.video_state(frames, patches))
+        videos = gather_states(self.head.video_state(frames, patches, raw))
         texts: list[list[str]] = [[] for _ in range(size)]
         dist.all_gather_object(texts, text.texts)
         labels = TextFeatures(text.sentence, text.word_tokens, text.word_mask, [], [t for part in texts for t in part])
@@ -192,7 +195,7 @@ def average_gradients(head: RetrievalHead) -> None:
 
 def validate(head: RetrievalHead, data: ValidationData) -> dict:
     result = evaluate_head(head, data.frames, data.patches, data.queries, data.query_video, data.captions,
-                           data.caption_video, rerank_top_k=head.eval_rerank_top_k)
+                           data.caption_video, rerank_top_k=head.eval_rerank_top_k, raw=data.raw)
     t2v = result.plain["t2v"]
     return {"val_t2v": t2v, "val_v2t": result.plain["v2t"], "val_rsum": t2v["R@1"] + t2v["R@5"] + t2v["R@10"]}
 
@@ -249,7 +252,8 @@ def train_head(
             local = slice(rank * shard, (rank + 1) * shard) if size > 1 else slice(None)
             videos, captions = videos[local], captions[local]
             frames, patches = data.frames[videos].float(), data.patches[videos].float() if data.patches is not None else None
-            loss, parts = loss_fn(data.captions.select(captions), frames, patches)
+            raw = data.raw[videos].float() if data.raw is not None else None
+            loss, parts = loss_fn(data.captions.select(captions), frames, patches, raw)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(head)

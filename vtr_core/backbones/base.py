@@ -23,6 +23,10 @@ MAX_QUERY_CHARS = 10_000
 class FrameFeatures:
     frame: torch.Tensor  # float32 [N, D]
     patches: torch.Tensor | None  # float32 [N, P, D], None when the architecture has no patch tokens
+    # float32 [N, R]: the image tower's pooled features before they were mapped into the joint
+    # space (lite: the 1,280 EfficientNet channels ConSE reduces to ten class names). Heads learn
+    # a projection of them; None when the backbone offers none (raw_dim 0).
+    raw: torch.Tensor | None = None
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Backbone(Protocol):
     spec: str  # how to build it again, e.g. "lite" or "clip:ViT-B-32/openai"
     id: str  # what its features depend on (weights fingerprint included); stored in indexes
     embed_dim: int
+    raw_dim: int  # width of FrameFeatures.raw, 0 when the backbone has none
     patch_grid: tuple[int, int] | None
     device: torch.device
 

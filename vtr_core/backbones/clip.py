@@ -81,6 +81,9 @@ def cached_weights_path(model_name: str, pretrained: str) -> str | None:
 
 
 class ClipBackbone:
+    # CLIP's frame features are already trained for the joint space; heads adapt them directly.
+    raw_dim = 0
+
     def __init__(self, body: str, device: torch.device):
         import open_clip
         from open_clip.transformer import VisionTransformer

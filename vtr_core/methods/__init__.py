@@ -63,7 +63,7 @@ def create_head(
 ) -> RetrievalHead:
     """An untrained head; s3ma clusters the words of `corpus` (captions) into its concept bank."""
     torch.manual_seed(seed)
-    head = method_class(name)(backbone.embed_dim, make_config(name, num_frames, **overrides))
+    head = method_class(name)(backbone.embed_dim, make_config(name, num_frames, **overrides), raw_dim=backbone.raw_dim)
     if isinstance(head, S3MA):
         if not corpus:
             from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
@@ -86,6 +86,7 @@ def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frame
             "method": head.name,
             "backbone_id": backbone_id,
             "embed_dim": head.embed_dim,
+            "raw_dim": head.raw_dim,
             "num_frames": num_frames,
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(head.config).items()},
             "state_dict": state,
@@ -127,7 +128,7 @@ def load_head(path: str | Path, backbone: Backbone, method: str | None = None, n
         raise CheckpointError(f"checkpoint {path} was trained with {checkpoint['num_frames']} frames, the index has {num_frames}")
     config_class = method_class(checkpoint["method"]).config_class
     config = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()})
-    head = method_class(checkpoint["method"])(checkpoint["embed_dim"], config)
+    head = method_class(checkpoint["method"])(checkpoint["embed_dim"], config, raw_dim=checkpoint.get("raw_dim", 0))
     state = checkpoint["state_dict"]
     if isinstance(head, S3MA):
         head.concepts = torch.nn.Parameter(torch.zeros(state["concepts"].shape))

@@ -10,7 +10,9 @@ only call this interface, so no caller special-cases a method.
 Frozen-backbone training: the papers fine-tune CLIP at lr 1e-7 with new parameters at 1e-4. Here
 features are cached, so a zero-initialised residual linear map on each tower (`FeatureAdapter`)
 stands in for backbone fine-tuning; at initialisation it is the identity, which keeps every
-untrained head equal to its parameter-free form (zero-shot).
+untrained head equal to its parameter-free form (zero-shot). Where a backbone also hands over its
+raw features (what it had before mapping into the joint space), a zero-initialised projection of
+them is added as well: the nearest thing to fine-tuning the backbone's last layer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..backbones.base import TextFeatures
 
@@ -56,13 +59,26 @@ class ResidualLinear(nn.Module):
         return x + self.linear(x)
 
 
+class RawProjection(nn.Module):
+    """W LayerNorm(r), W = 0 at start: what the joint space dropped, learned back in."""
+
+    def __init__(self, raw_dim: int, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(raw_dim, dim, bias=False)
+        nn.init.zeros_(self.linear.weight)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.linear(F.layer_norm(raw.float(), raw.shape[-1:]))
+
+
 class FeatureAdapter(nn.Module):
     """Learnable stand-in for fine-tuning the frozen towers (see module docstring)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, raw_dim: int = 0):
         super().__init__()
         self.visual = ResidualLinear(dim)
         self.text = ResidualLinear(dim)
+        self.visual_raw = RawProjection(raw_dim, dim) if raw_dim else None
 
 
 class TemporalEncoder(nn.Module):
@@ -119,11 +135,11 @@ class RetrievalHead(nn.Module):
     # protocol (eercf): then the evaluator re-ranks only this many coarse candidates.
     eval_rerank_top_k: ClassVar[int | None] = None
 
-    def __init__(self, embed_dim: int, config: HeadConfig | None = None):
+    def __init__(self, embed_dim: int, config: HeadConfig | None = None, raw_dim: int = 0):
         super().__init__()
-        self.embed_dim = embed_dim
+        self.embed_dim, self.raw_dim = embed_dim, raw_dim
         self.config = config or self.config_class()
-        self.adapter = FeatureAdapter(embed_dim)
+        self.adapter = FeatureAdapter(embed_dim, raw_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(self.config.init_logit_scale)))
 
     # -- shared helpers ------------------------------------------------------------------------
@@ -131,15 +147,21 @@ class RetrievalHead(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
-    def adapt_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.adapter.visual(frames)
+    def adapt_frames(self, frames: torch.Tensor, raw: torch.Tensor | None = None) -> torch.Tensor:
+        """Adapted frame (or patch) features; `raw` [..., R] per frame where the backbone has it."""
+        adapted = self.adapter.visual(frames)
+        if raw is not None and self.adapter.visual_raw is not None:
+            adapted = adapted + self.adapter.visual_raw(raw)
+        return adapted
 
     def adapt_text(self, text: TextFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         """Adapted (sentence [B, D], word tokens [B, L, D])."""
         return self.adapter.text(text.sentence.float()), self.adapter.text(text.word_tokens.float())
 
     # -- the interface -------------------------------------------------------------------------
-    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None) -> State:
+    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None,
+                    raw: torch.Tensor | None = None) -> State:
+        """frames [V, T, D], patches [V, T, P, D] or None, raw [V, T, R] or None."""
         raise NotImplementedError
 
     def text_state(self, text: TextFeatures) -> State:
@@ -162,9 +184,10 @@ class RetrievalHead(nn.Module):
     def coarse_similarity(self, queries: State, videos: State) -> torch.Tensor:
         return queries["coarse"] @ videos["coarse"].T
 
-    def loss(self, text: TextFeatures, frames: torch.Tensor, patches: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, text: TextFeatures, frames: torch.Tensor, patches: torch.Tensor | None,
+             raw: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss on a batch of matching (caption b, video b) pairs."""
-        return self.loss_from_states(self.text_state(text), self.video_state(frames, patches), text)
+        return self.loss_from_states(self.text_state(text), self.video_state(frames, patches, raw), text)
 
     def loss_from_states(self, queries: State, videos: State, text: TextFeatures) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss given the batch's states (split out so states can be gathered across processes)."""

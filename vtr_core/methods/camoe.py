@@ -44,16 +44,17 @@ class CAMoE(RetrievalHead):
     name = "camoe"
     config_class = CAMoEConfig
 
-    def __init__(self, embed_dim: int, config: CAMoEConfig | None = None):
-        super().__init__(embed_dim, config)
+    def __init__(self, embed_dim: int, config: CAMoEConfig | None = None, raw_dim: int = 0):
+        super().__init__(embed_dim, config, raw_dim)
         self.temporal = TemporalEncoder(embed_dim, layers=self.config.temporal_layers)
         self.gate = nn.Linear(embed_dim, len(STREAMS))
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
 
     # -- states --------------------------------------------------------------------------------
-    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None) -> State:
-        adapted = self.adapt_frames(frames.float())
+    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None,
+                    raw: torch.Tensor | None = None) -> State:
+        adapted = self.adapt_frames(frames.float(), raw)
         normalised = F.normalize(adapted, dim=-1)
         action = F.normalize(F.normalize(self.temporal(adapted), dim=-1).mean(-2), dim=-1)
         scene = F.normalize(normalised.mean(-2), dim=-1)

@@ -46,21 +46,22 @@ class EERCF(RetrievalHead):
     config_class = EERCFConfig
     eval_rerank_top_k = 50
 
-    def __init__(self, embed_dim: int, config: EERCFConfig | None = None):
-        super().__init__(embed_dim, config)
+    def __init__(self, embed_dim: int, config: EERCFConfig | None = None, raw_dim: int = 0):
+        super().__init__(embed_dim, config, raw_dim)
         c = self.config
         self.temporal = TemporalEncoder(embed_dim, layers=c.temporal_layers)
         self.G = nn.Parameter(torch.eye(embed_dim), requires_grad=not c.freeze_identity)
         self.A = nn.Parameter(torch.eye(c.num_frames), requires_grad=not c.freeze_identity)
 
     # -- states --------------------------------------------------------------------------------
-    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None) -> State:
-        adapted = self.adapt_frames(frames.float())
-        raw = F.normalize(adapted, dim=-1)  # gating uses the raw frames (code's choice)
+    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None,
+                    raw: torch.Tensor | None = None) -> State:
+        adapted = self.adapt_frames(frames.float(), raw)
+        untemporal = F.normalize(adapted, dim=-1)  # gating uses frames before the TE (code's choice)
         temporal = F.normalize(self.temporal(adapted), dim=-1)  # aggregation uses TE outputs
         state = {
             "coarse": F.normalize(temporal.mean(-2), dim=-1),
-            "frames": raw,
+            "frames": untemporal,
             "temporal": temporal,
             "gram": temporal @ temporal.transpose(-1, -2),  # [V, T, T]: norms of TIB mixtures
         }

@@ -27,8 +27,9 @@ def query_embedding(sentence_features: torch.Tensor) -> torch.Tensor:
 class MeanPooling(RetrievalHead):
     name = "meanp"
 
-    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None) -> State:
-        frames = F.normalize(self.adapt_frames(frames.float()), dim=-1)
+    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None,
+                    raw: torch.Tensor | None = None) -> State:
+        frames = F.normalize(self.adapt_frames(frames.float(), raw), dim=-1)
         return {"coarse": video_embedding(frames), "frames": frames}
 
     def text_state(self, text: TextFeatures) -> State:

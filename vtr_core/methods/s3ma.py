@@ -80,8 +80,8 @@ class S3MA(RetrievalHead):
     name = "s3ma"
     config_class = S3MAConfig
 
-    def __init__(self, embed_dim: int, config: S3MAConfig | None = None):
-        super().__init__(embed_dim, config)
+    def __init__(self, embed_dim: int, config: S3MAConfig | None = None, raw_dim: int = 0):
+        super().__init__(embed_dim, config, raw_dim)
         self.temporal = TemporalEncoder(embed_dim, layers=self.config.temporal_layers)
         self.concepts = nn.Parameter(torch.zeros(0, embed_dim))  # set by init_concepts / a checkpoint
         self.words: list[str] = []
@@ -128,8 +128,9 @@ class S3MA(RetrievalHead):
         return F.normalize(kept, dim=-1)
 
     # -- states --------------------------------------------------------------------------------
-    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None) -> State:
-        temporal = F.normalize(self.temporal(self.adapt_frames(frames.float())), dim=-1)
+    def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None,
+                    raw: torch.Tensor | None = None) -> State:
+        temporal = F.normalize(self.temporal(self.adapt_frames(frames.float(), raw)), dim=-1)
         video = F.normalize(temporal.mean(-2), dim=-1)
         return {"coarse": video, "frames": temporal, "sparse": self.sparse(video), "sparse_frames": self.sparse(temporal)}
 
