@@ -44,7 +44,7 @@ def ui_errors(fn):
 
 
 def build(explorer: Explorer) -> gr.Blocks:
-    methods = explorer.methods
+    methods, default_method = explorer.methods, explorer.default_method
     info = explorer.collection_info()
     frames = info.frames
 
@@ -141,7 +141,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                     query = gr.Textbox(label="Query", placeholder="describe a clip", scale=4, elem_id="query")
                     top_k = gr.Slider(1, 30, value=8, step=1, label="results", scale=1)
                 with gr.Row():
-                    method = gr.Radio(methods, value=methods[0], label="Method", elem_id="method")
+                    method = gr.Radio(methods, value=default_method, label="Method", elem_id="method")
                     compare = gr.Dropdown([NO_COMPARE] + methods, value=NO_COMPARE, label="Side by side with",
                                           elem_id="compare")
                     go = gr.Button("Search", variant="primary", elem_id="search-btn")
@@ -165,7 +165,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                         pick = gr.Dropdown(explorer.video_ids(), value=None, elem_id="v2t-pick",
                                            label="...or pick one from the collection (used when nothing is uploaded)")
                     with gr.Column():
-                        v2t_method = gr.Radio(methods, value=methods[0], label="Method")
+                        v2t_method = gr.Radio(methods, value=default_method, label="Method")
                         corpus = gr.File(label="Caption corpus (.txt one per line, or .jsonl); default: the "
                                                "collection's captions", file_types=[".txt", ".jsonl"], type="filepath")
                         v2t_k = gr.Slider(1, 30, value=10, step=1, label="captions")
@@ -181,7 +181,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                     ex_clip = gr.Dropdown(explorer.video_ids(), value=explorer.video_ids()[0] if info.videos else None,
                                           label="Clip", scale=1, elem_id="explain-clip")
                 with gr.Row():
-                    ex_method = gr.Radio(methods, value=methods[0], label="Method", elem_id="explain-method")
+                    ex_method = gr.Radio(methods, value=default_method, label="Method", elem_id="explain-method")
                     ex_frame = gr.Slider(0, frames, value=0, step=1, label="Frame for the patch map (0: most attended)")
                     ex_go = gr.Button("Explain", variant="primary", elem_id="explain-btn")
                 attention = gr.Image(label="Per-frame attention", type="pil", elem_id="frame-attention", show_label=False)

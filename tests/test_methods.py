@@ -335,3 +335,18 @@ def test_camoe_loss_is_fused_dsl_plus_a_third_of_the_streams():
     streams = sum(dual_softmax_loss(head.scale * terms[n], 1000.0) for n in ("action", "entity", "scene"))
     assert parts["fused"] == pytest.approx(fused.item(), rel=1e-5)
     assert loss.item() == pytest.approx((fused + streams / 3).item(), rel=1e-5)
+
+
+def test_best_shipped_method_is_chosen_by_validation_score(heads, lite_backbone, tmp_path, monkeypatch):
+    import vtr_core.methods as methods
+
+    monkeypatch.setattr(methods, "SHIPPED_HEADS", tmp_path)
+    assert methods.best_shipped_method(lite_backbone) == "meanp"  # nothing shipped
+    slug = methods.backbone_slug(lite_backbone)
+    for name, score in (("meanp", 150.0), ("camoe", 161.0), ("eercf", 158.0)):
+        save_head(heads[name], tmp_path / f"{name}-{slug}.pt", lite_backbone.id, num_frames=3,
+                  extra={"record": {"val_rsum": score}})
+    save_head(heads["s3ma"], tmp_path / f"s3ma-{slug}.pt", lite_backbone.id, num_frames=3)  # no record: not a candidate
+    assert methods.best_shipped_method(lite_backbone) == "camoe"
+    (tmp_path / f"camoe-{slug}.pt").write_bytes(b"not a checkpoint")
+    assert methods.best_shipped_method(lite_backbone) == "eercf"

@@ -83,7 +83,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .methods import resolve_head
+    from .methods import best_shipped_method, resolve_head
     from .search import Searcher
 
     if (args.query is None) == (args.queries is None):
@@ -97,11 +97,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         queries = [args.query]
     index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
-    head, source = resolve_head(args.method, backbone, args.checkpoint, args.zero_shot,
+    method = args.method or best_shipped_method(backbone)
+    head, source = resolve_head(method, backbone, args.checkpoint, args.zero_shot,
                                 num_frames=index.header.num_frames)
     if not args.json:
         print(f"backbone: {backbone.spec} on {backbone.device}; index: {len(index)} videos; "
-              f"method: {args.method} ({source})", file=sys.stderr)
+              f"method: {method} ({source})", file=sys.stderr)
     results = Searcher(index, backbone, head).search(queries, top_k=args.top_k, rerank_top_k=args.rerank_top_k)
     for query, hits in zip(queries, results):
         if args.json:
@@ -288,6 +289,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accuracy(args: argparse.Namespace) -> int:
+    from .accuracy import run_study, write_study
+
+    study = run_study(args.data_dir, args.cache, folds=args.folds, epochs=args.epochs,
+                      log=lambda m: print(m, file=sys.stderr))
+    write_study(study, Path(args.docs) / "ACCURACY.md", Path(args.docs) / "accuracy.json")
+    print(f"wrote {args.docs}/ACCURACY.md and {args.docs}/accuracy.json ({study.seconds:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vtr_core", description="Video-text retrieval explorer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, None)
     p.add_argument("--queries", help="file with one query per line")
     p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--method", default="meanp", help="meanp | s3ma | eercf | camoe (default meanp)")
+    p.add_argument("--method", default=None,
+                   help="meanp | s3ma | eercf | camoe (default: the shipped head with the best validation score)")
     p.add_argument("--checkpoint", help="head checkpoint (default: the shipped one for this method and backbone)")
     p.add_argument("--zero-shot", action="store_true", help="an untrained head")
     p.add_argument("--rerank-top-k", type=int, default=None, help="stage-2 candidates (default: the method's)")
@@ -372,6 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default="README.md")
     p.add_argument("--no-readme", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("accuracy", help="the lite backbone's accuracy study: regenerate docs/ACCURACY.md")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--cache", default=None)
+    p.add_argument("--docs", default="docs")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds over train700")
+    p.add_argument("--epochs", type=int, default=20, help="epochs per cross-validated training run")
+    p.set_defaults(func=cmd_accuracy)
 
     p = sub.add_parser("remove", help="remove videos from an index by id")
     p.add_argument("video_ids", nargs="+")

