@@ -86,7 +86,8 @@ def test_every_public_endpoint(app_url, tmp_path):
     assert len(gallery) == 5 and all(os.path.getsize(item["image"]) > 0 for item in gallery)
     assert "bbb_02" in [row[1] for row in table(hits)] and [row[0] for row in table(hits)] == [1, 2, 3, 4, 5]
     assert all(row[5] == "yes" for row in table(hits)) and "stage 1: #" in gallery[0]["caption"]
-    assert len(gallery_b) == 5 and table(hits_b)[0][1] == "bbb_02" and "eercf" in timings and "meanp" in timings
+    assert len(gallery_b) == 5 and "bbb_02" in [row[1] for row in table(hits_b)]
+    assert "eercf" in timings and "meanp" in timings
     with pytest.raises(AppError, match="empty query"):
         client.predict("  ", "meanp", "none", 5, api_name="/search")
 
