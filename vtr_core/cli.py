@@ -299,6 +299,43 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    if args.suite == "report":
+        bench.write_performance(args.bench_dir, Path(args.docs) / "PERFORMANCE.md")
+        print(f"wrote {args.docs}/PERFORMANCE.md from {args.bench_dir}/*.json")
+        return 0
+    if args.json is None:
+        raise VtrError("give --json OUT for the results")
+    if args.suite == "query":
+        from .backbones import create_backbone
+
+        backbone = create_backbone("lite", args.device)
+        sizes = [int(n) for n in args.sizes.split(",")]
+        result = bench.query_suite(sizes, dim=backbone.embed_dim, repeats=args.repeats, encode=backbone.encode_text,
+                                   device=str(backbone.device), log=lambda m: print(m, file=sys.stderr))
+    elif args.suite == "indexing":
+        import tempfile
+
+        weights = Path(tempfile.mkdtemp(prefix="vtr-bench-"))
+        specs = ["lite"] + [bench.random_clip_spec(arch, weights) for arch in args.clip_archs.split(",") if arch]
+        result = bench.indexing_suite(args.videos, specs, device=args.device, max_videos=args.max_videos,
+                                      log=lambda m: print(m, file=sys.stderr))
+    elif args.suite == "training":
+        from .backbones import create_backbone
+
+        result = bench.training_suite(create_backbone("lite", args.device), ["meanp", "s3ma", "eercf", "camoe"],
+                                      log=lambda m: print(m, file=sys.stderr))
+    else:  # memory
+        if not args.index:
+            raise VtrError("bench memory needs --index DIR")
+        result = bench.index_memory(args.index) | {"peak_rss_bytes": bench.peak_rss_bytes()}
+    bench.write_json(result, args.json)
+    print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vtr_core", description="Video-text retrieval explorer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -392,6 +429,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over train700")
     p.add_argument("--epochs", type=int, default=20, help="epochs per cross-validated training run")
     p.set_defaults(func=cmd_accuracy)
+
+    p = sub.add_parser("bench", help="benchmarks: query | indexing | training | memory, or report (docs/PERFORMANCE.md)")
+    p.add_argument("suite", choices=["query", "indexing", "training", "memory", "report"])
+    p.add_argument("--json", help="where the suite's results go (JSON)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--sizes", default="1000,10000,100000", help="query suite: numbers of videos, comma-separated")
+    p.add_argument("--repeats", type=int, default=100, help="query suite: timed repeats per figure")
+    p.add_argument("--index", help="memory suite: the index to measure")
+    p.add_argument("--videos", default="assets/videos", help="indexing suite: a folder of videos")
+    p.add_argument("--max-videos", type=int, default=24, help="indexing suite: videos taken from the folder")
+    p.add_argument("--clip-archs", default="ViT-B-32,ViT-B-16", help="indexing suite: open_clip architectures")
+    p.add_argument("--bench-dir", default="docs/bench", help="report: where the suites' JSON files are")
+    p.add_argument("--docs", default="docs")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("remove", help="remove videos from an index by id")
     p.add_argument("video_ids", nargs="+")

@@ -1,0 +1,93 @@
+"""Benchmark suites on tiny sizes: the figures exist, are consistent, and render."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from vtr_core import bench
+
+
+def test_percentiles_and_recall_by_hand():
+    assert bench.percentiles([0.001, 0.002, 0.003]) == {"p50_ms": 2.0, "p99_ms": pytest.approx(2.98)}
+    found = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    truth = np.array([[1, 2, 9, 9], [5, 6, 7, 8]])
+    assert bench.recall_at(found, truth, k=4) == pytest.approx((2 / 4 + 4 / 4) / 2)
+
+
+def test_query_suite_small():
+    result = bench.query_suite([300, 1200], dim=16, frames=4, top_ks=(5, 10, 20), repeats=5, hnsw_from=1000,
+                               encode=lambda texts: None, log=lambda m: None)
+    assert [row.videos for row in result.rows] == [300, 1200]
+    small, large = result.rows
+    assert small.coarse_hnsw is None and set(small.rerank) == {"k=5", "k=10", "k=20"}
+    settings = large.coarse_hnsw["by_efSearch"]
+    assert set(settings) == {str(ef) for ef in bench.HNSW_EF_SEARCH}
+    assert all(0.0 <= s["recall@10"] <= 1.0 for s in settings.values())
+    assert settings[str(max(bench.HNSW_EF_SEARCH))]["recall@10"] >= settings[str(min(bench.HNSW_EF_SEARCH))]["recall@10"]
+    # the speed-up is the all-N fine score over coarse search + re-rank at the middle k
+    two_stage_ms = small.coarse_flat["p50_ms"] + small.rerank["k=10"]["p50_ms"]
+    assert small.speedup_two_stage == pytest.approx(small.fine_all_ms / two_stage_ms, rel=0.1)
+    assert small.speedup_two_stage_hnsw is None and large.speedup_two_stage_hnsw > 0
+    assert result.text_encode["p50_ms"] >= 0
+
+
+def test_memory_of_the_demo_index_and_report(tmp_path):
+    memory = bench.index_memory(REPO / "precomputed" / "demo_index")
+    per_video = memory["bytes_per_video"]
+    assert memory["videos"] == 39 and set(per_video) >= {"coarse", "frames", "patches", "raw", "strips"}
+    assert per_video["coarse"] == pytest.approx(384 * 4, abs=128)  # float32 + npy header share
+    assert per_video["frames"] == pytest.approx(12 * 384 * 2, abs=256)  # float16
+    assert per_video["patches"] == pytest.approx(12 * 49 * 384 * 2, abs=256)
+    (tmp_path / "bench").mkdir()
+    bench.write_json(memory | {"peak_rss_bytes": bench.peak_rss_bytes()}, tmp_path / "bench" / "memory-demo.json")
+    query = bench.query_suite([200], dim=8, frames=2, top_ks=(2, 4, 8), repeats=3, log=lambda m: None)
+    bench.write_json(query, tmp_path / "bench" / "query-cpu.json")
+    bench.write_performance(tmp_path / "bench", tmp_path / "PERFORMANCE.md")
+    text = (tmp_path / "PERFORMANCE.md").read_text()
+    assert "## Query latency (query-cpu" in text and "| 200 |" in text and "## Storage (memory-demo)" in text
+
+
+def test_bench_cli_needs_json_and_writes_it(tmp_path):
+    run = lambda *args: subprocess.run([sys.executable, "-m", "vtr_core", "bench", *args], cwd=REPO,
+                                       capture_output=True, text=True)
+    missing = run("memory", "--index", "precomputed/demo_index")
+    assert missing.returncode == 2 and missing.stderr.strip().startswith("error:")
+    out = tmp_path / "m.json"
+    done = run("memory", "--index", "precomputed/demo_index", "--json", str(out))
+    assert done.returncode == 0 and json.loads(out.read_text())["videos"] == 39
+
+
+def test_indexing_and_training_suites_small(tmp_path, lite_backbone):
+    import open_clip
+
+    from tests.conftest import write_video
+    from tests.test_backbones import TINY_CLIP
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(3):
+        write_video(folder / f"v{i}.mp4", num_frames=20, seed=i)
+    config = tmp_path / "tiny-clip-bench.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(config)
+    clip_spec = bench.random_clip_spec("tiny-clip-bench", tmp_path)
+    assert clip_spec.startswith("clip:tiny-clip-bench/") and (tmp_path / "tiny-clip-bench-random.pt").is_file()
+    result = bench.indexing_suite(folder, ["lite", clip_spec], num_frames=4, log=lambda m: None)
+    assert result["videos"] == 3 and result["decode"]["frames_per_s"] > 0
+    assert set(result["backbones"]) == {"lite", "clip:tiny-clip-bench"}
+    for measured in result["backbones"].values():
+        assert measured["pipeline"]["failed"] == 0 and measured["encode"]["frames_per_s"] > 0
+        assert 0 < measured["encode_share"] <= 1.5
+    training = bench.training_suite(lite_backbone, ["meanp", "camoe"], videos=16, frames=3, epochs=1, batch_size=8,
+                                    log=lambda m: None)
+    assert training["methods"]["meanp"]["steps"] == 2 and training["methods"]["camoe"]["steps_per_s"] > 0
+    (tmp_path / "bench").mkdir()
+    bench.write_json(result, tmp_path / "bench" / "indexing-cpu.json")
+    bench.write_json(training, tmp_path / "bench" / "training-cpu.json")
+    bench.write_performance(tmp_path / "bench", tmp_path / "PERFORMANCE.md")
+    text = (tmp_path / "PERFORMANCE.md").read_text()
+    assert "## Indexing throughput (indexing-cpu" in text and "| lite |" in text and "| camoe |" in text
