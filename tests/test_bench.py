@@ -20,7 +20,7 @@ def test_percentiles_and_recall_by_hand():
 
 def test_query_suite_small():
     result = bench.query_suite([300, 1200], dim=16, frames=4, top_ks=(5, 10, 20), repeats=5, hnsw_from=1000,
-                               encode=lambda texts: None, log=lambda m: None)
+                               encode=lambda texts: None, batch_queries=50, log=lambda m: None)
     assert [row.videos for row in result.rows] == [300, 1200]
     small, large = result.rows
     assert small.coarse_hnsw is None and set(small.rerank) == {"k=5", "k=10", "k=20"}
@@ -32,6 +32,8 @@ def test_query_suite_small():
     two_stage_ms = small.coarse_flat["p50_ms"] + small.rerank["k=10"]["p50_ms"]
     assert small.speedup_two_stage == pytest.approx(small.fine_all_ms / two_stage_ms, rel=0.1)
     assert small.speedup_two_stage_hnsw is None and large.speedup_two_stage_hnsw > 0
+    assert result.batch["videos"] == 1200 and result.batch["queries"] == 50 and result.batch["top_k"] == 10
+    assert 0 < result.batch["coarse_s"] <= result.batch["two_stage_s"]
     assert result.text_encode["p50_ms"] >= 0
 
 
@@ -46,8 +48,11 @@ def test_memory_of_the_demo_index_and_report(tmp_path):
     bench.write_json(memory | {"peak_rss_bytes": bench.peak_rss_bytes()}, tmp_path / "bench" / "memory-demo.json")
     query = bench.query_suite([200], dim=8, frames=2, top_ks=(2, 4, 8), repeats=3, log=lambda m: None)
     bench.write_json(query, tmp_path / "bench" / "query-cpu.json")
-    bench.write_performance(tmp_path / "bench", tmp_path / "PERFORMANCE.md")
+    (tmp_path / "results.json").write_text(json.dumps({"two_stage": {"queries": 300, "rows": [
+        {"k": "all pairs", "R@1": 15.0}, {"k": 10, "R@1": 14.0}, {"k": 50, "R@1": 14.7}]}}))
+    bench.write_performance(tmp_path / "bench", tmp_path / "PERFORMANCE.md", tmp_path / "results.json")
     text = (tmp_path / "PERFORMANCE.md").read_text()
+    assert "R@1 14.7 at k = 50 against 15.0" in text and "-0.3 points" in text
     assert "## Query latency (query-cpu" in text and "| 200 |" in text and "## Storage (memory-demo)" in text
 
 
@@ -58,7 +63,10 @@ def test_bench_cli_needs_json_and_writes_it(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip().startswith("error:")
     out = tmp_path / "m.json"
     done = run("memory", "--index", "precomputed/demo_index", "--json", str(out))
-    assert done.returncode == 0 and json.loads(out.read_text())["videos"] == 39
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(out.read_text())
+    assert measured["videos"] == 39 and measured["explorer"]["methods"] == ["meanp", "s3ma", "eercf", "camoe"]
+    assert measured["explorer"]["rss_bytes_at_rest"] > measured["explorer"]["rss_bytes_before"] > 0
 
 
 def test_indexing_and_training_suites_small(tmp_path, lite_backbone):

@@ -303,7 +303,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
     if args.suite == "report":
-        bench.write_performance(args.bench_dir, Path(args.docs) / "PERFORMANCE.md")
+        bench.write_performance(args.bench_dir, Path(args.docs) / "PERFORMANCE.md", Path(args.docs) / "results.json")
         print(f"wrote {args.docs}/PERFORMANCE.md from {args.bench_dir}/*.json")
         return 0
     if args.json is None:
@@ -330,7 +330,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:  # memory
         if not args.index:
             raise VtrError("bench memory needs --index DIR")
-        result = bench.index_memory(args.index) | {"peak_rss_bytes": bench.peak_rss_bytes()}
+        result = bench.index_memory(args.index)
+        result["explorer"] = bench.explorer_at_rest(args.index, args.device)
+        result["peak_rss_bytes"] = bench.peak_rss_bytes()
     bench.write_json(result, args.json)
     print(f"wrote {args.json}")
     return 0
