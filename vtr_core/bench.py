@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .backbones.base import TextFeatures
+from .errors import VtrError
 from .index import VideoIndex, build_faiss
 from .methods.eercf import EERCF, EERCFConfig
 from .ranking import rerank_candidates
@@ -280,7 +281,7 @@ def indexing_suite(video_dir: str | Path, backbone_specs: list[str], device: str
 
     paths = scan_videos(Path(video_dir))[:max_videos]
     if not paths:
-        raise ValueError(f"{video_dir}: no videos to index")
+        raise VtrError(f"{video_dir}: no videos to benchmark")
     result = {"videos": len(paths), "frames_per_video": num_frames, "device": device, "machine": machine(), "backbones": {}}
     started = time.perf_counter()
     decoded = [read_video(p, num_frames).frames for p in paths]
