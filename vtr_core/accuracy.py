@@ -247,8 +247,6 @@ def run_study(data_dir: str | Path, cache: str | None = None, folds: int = 5, ep
               log: Callable[[str], None] = print) -> Study:
     started = time.perf_counter()
     backbone = create_backbone("lite", "cpu")
-    if not hasattr(backbone, "class_logits"):
-        raise VtrError("the accuracy study is about the lite backbone")
     C = backbone.class_embeddings.cpu()
     splits = {name: load_split(data_dir, name, backbone, cache) for name in ("train700", "val", "test300", "1kA")}
     study = Study(settings={"folds": folds, "epochs": epochs, "backbone": backbone.id,
