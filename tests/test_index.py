@@ -250,7 +250,7 @@ def test_killed_indexer_leaves_readable_index_and_resumes(tmp_path):
     script = (
         "import sys; from vtr_core.backbones import create_backbone; from vtr_core.indexer import index_folder;"
         "b = create_backbone('lite', 'cpu');"
-        "index_folder(sys.argv[1], sys.argv[2], b, num_frames=2, commit_every=2, batch_frames=2,"
+        "index_folder(sys.argv[1], sys.argv[2], b, num_frames=2, commit_every=2, commit_interval_s=0, batch_frames=2,"
         " progress=lambda d, t, n: print(d, flush=True))"
     )
     process = subprocess.Popen([sys.executable, "-c", script, str(folder), str(directory)], cwd=REPO,

@@ -244,7 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     raw=val_videos.raw)
     num_frames = videos.frames.shape[1]
     head = create_head(args.method, backbone, num_frames=num_frames, corpus=dataset.captions, seed=args.seed,
-                       **_head_settings(args.set))
+                       **_head_settings(args.set)).to(backbone.device)
     output = Path(args.output or f"runs/{args.method}-{backbone_slug(backbone)}")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          weight_decay=args.weight_decay)
@@ -308,34 +308,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.json is None:
         raise VtrError("give --json OUT for the results")
-    if args.suite == "query":
-        from .backbones import create_backbone
+    import tempfile
 
-        backbone = create_backbone("lite", args.device)
+    with tempfile.TemporaryDirectory(prefix="vtr-bench-") as weights:
+        result = _run_bench_suite(args, bench, Path(weights))
+    bench.write_json(result, args.json)
+    print(f"wrote {args.json}")
+    return 0
+
+
+def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
+    from .backbones import create_backbone
+
+    def spec_of(name: str) -> str:  # "lite", or an open_clip architecture with weights the benchmark saves
+        return name if name == "lite" else bench.random_clip_spec(name, weights)
+
+    if args.suite == "query":
+        backbone = create_backbone(spec_of(args.backbone), args.device)
         sizes = [int(n) for n in args.sizes.split(",")]
         result = bench.query_suite(sizes, dim=backbone.embed_dim, repeats=args.repeats, encode=backbone.encode_text,
-                                   device=str(backbone.device), log=lambda m: print(m, file=sys.stderr))
+                                   hnsw_from=None if args.no_hnsw else 10_000, device=str(backbone.device),
+                                   log=lambda m: print(m, file=sys.stderr))
+        result.text_backbone = args.backbone
     elif args.suite == "indexing":
-        import tempfile
-
-        weights = Path(tempfile.mkdtemp(prefix="vtr-bench-"))
-        specs = ["lite"] + [bench.random_clip_spec(arch, weights) for arch in args.clip_archs.split(",") if arch]
+        specs = [spec_of(name) for name in args.backbones.split(",") if name]
         result = bench.indexing_suite(args.videos, specs, device=args.device, max_videos=args.max_videos,
-                                      log=lambda m: print(m, file=sys.stderr))
+                                      copies=args.copies, workers=args.workers, log=lambda m: print(m, file=sys.stderr))
     elif args.suite == "training":
-        from .backbones import create_backbone
-
-        result = bench.training_suite(create_backbone("lite", args.device), ["meanp", "s3ma", "eercf", "camoe"],
-                                      log=lambda m: print(m, file=sys.stderr))
+        result = bench.training_suite(create_backbone(spec_of(args.backbone), args.device), ["meanp", "s3ma", "eercf", "camoe"],
+                                      videos=args.train_videos, log=lambda m: print(m, file=sys.stderr))
     else:  # memory
         if not args.index:
             raise VtrError("bench memory needs --index DIR")
         result = bench.index_memory(args.index)
         result["explorer"] = bench.explorer_at_rest(args.index, args.device)
         result["peak_rss_bytes"] = bench.peak_rss_bytes()
-    bench.write_json(result, args.json)
-    print(f"wrote {args.json}")
-    return 0
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faiss", default=None, help="faiss factory string for the coarse index (default Flat; HNSW32, ...)")
     p.add_argument("--prune", action="store_true", help="remove indexed videos that are no longer on disk")
     p.add_argument("--batch-frames", type=int, default=None, help="frames per encoder batch")
-    p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode workers: threads, or processes when a GPU encodes (default: one per core, 2 to 16)")
     p.add_argument("--report", help="write the run's report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
@@ -441,7 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help="memory suite: the index to measure")
     p.add_argument("--videos", default="assets/videos", help="indexing suite: a folder of videos")
     p.add_argument("--max-videos", type=int, default=24, help="indexing suite: videos taken from the folder")
-    p.add_argument("--clip-archs", default="ViT-B-32,ViT-B-16", help="indexing suite: open_clip architectures")
+    p.add_argument("--backbones", default="lite,ViT-B-32,ViT-B-16",
+                   help="indexing suite: lite and/or open_clip architectures (random weights: speed does not depend on them)")
+    p.add_argument("--backbone", default="lite", help="query and training suites: lite or an open_clip architecture")
+    p.add_argument("--copies", type=int, default=1, help="indexing suite: index each video this many times (longer runs)")
+    p.add_argument("--workers", type=int, default=None, help="indexing suite: decoding threads (default: one per core)")
+    p.add_argument("--train-videos", type=int, default=256, help="training suite: synthetic videos per epoch")
+    p.add_argument("--no-hnsw", action="store_true", help="query suite: skip faiss HNSW (slow to build at 1M)")
     p.add_argument("--bench-dir", default="docs/bench", help="report: where the suites' JSON files are")
     p.add_argument("--docs", default="docs")
     p.set_defaults(func=cmd_bench)

@@ -56,19 +56,24 @@ class EvalResult:
 @torch.no_grad()
 def video_states(head: RetrievalHead, frames: torch.Tensor, patches: torch.Tensor | None,
                  batch: int = STATE_BATCH, raw: torch.Tensor | None = None) -> State:
-    parts = []
+    parts, device = [], head.device  # features move to the head a batch at a time
     for start in range(0, frames.shape[0], batch):
         stop = start + batch
-        parts.append(head.video_state(frames[start:stop].float(),
-                                      patches[start:stop].float() if patches is not None else None,
-                                      raw[start:stop].float() if raw is not None else None))
+        parts.append(head.video_state(frames[start:stop].to(device).float(),
+                                      patches[start:stop].to(device).float() if patches is not None else None,
+                                      raw[start:stop].to(device).float() if raw is not None else None))
     return concat_states(parts)
 
 
 @torch.no_grad()
 def text_states(head: RetrievalHead, text: TextFeatures, batch: int = 1024) -> State:
-    return concat_states([head.text_state(text.select(range(s, min(s + batch, len(text)))))
+    return concat_states([head.text_state(text.select(range(s, min(s + batch, len(text)))).to(head.device))
                           for s in range(0, len(text), batch)])
+
+
+def _on_cpu(scores_and_mask: tuple[torch.Tensor, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    scores, mask = scores_and_mask
+    return scores.cpu(), mask.cpu() if mask is not None else None
 
 
 @torch.no_grad()
@@ -98,8 +103,8 @@ def evaluate_head(
     result = EvalResult(method or head.name, backbone, split, head_source, rerank_top_k, dsl_temperature,
                         reviser=reviser)
 
-    t2v_scores, t2v_mask = score_matrix(head, text_states(head, queries), videos, rerank_top_k)
-    v2t_scores, v2t_mask = score_matrix(head, text_states(head, captions), videos, rerank_top_k)
+    t2v_scores, t2v_mask = _on_cpu(score_matrix(head, text_states(head, queries), videos, rerank_top_k))
+    v2t_scores, v2t_mask = _on_cpu(score_matrix(head, text_states(head, captions), videos, rerank_top_k))
     result.plain = {
         "t2v": text_to_video_metrics(rank_order(t2v_scores, t2v_mask), query_video),
         "v2t": video_to_text_metrics(rank_order(v2t_scores, v2t_mask), caption_video),

@@ -495,7 +495,8 @@ class Explorer:
             header = self._index.header
             report = indexer.index_folder(target, directory, self.backbone, num_frames=header.num_frames,
                                           store_patches=header.store_patches, faiss_factory=header.faiss_factory,
-                                          progress=progress)
+                                          # threads: spawned processes would each re-import the app (gradio)
+                                          decode_processes=False, progress=progress)
             self.reload()
             return report
 

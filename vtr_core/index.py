@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import IndexFormatError, IndexMismatchError
-from .storage import atomic_save_npy, atomic_write_bytes, atomic_write_json, fsync_dir
+from .storage import atomic_save_npy, atomic_write_bytes, atomic_write_json, fsync_dir, write_synced
 
 FORMAT = "vtr-index"
 FORMAT_VERSION = 1
@@ -446,13 +446,13 @@ class IndexWriter:
         tmp = root / f".tmp-{name}"
         (tmp / "strips").mkdir(parents=True)
         atomic_save_npy(tmp / "coarse.npy", np.stack([i.coarse for i in items]).astype(np.float32))
-        atomic_save_npy(tmp / "frames.npy", np.stack([i.frames for i in items]).astype(np.float16))
+        atomic_save_npy(tmp / "frames.npy", np.stack([i.frames for i in items]).astype(np.float16, copy=False))
         if self.header.store_patches:
-            atomic_save_npy(tmp / "patches.npy", np.stack([i.patches for i in items]).astype(np.float16))
+            atomic_save_npy(tmp / "patches.npy", np.stack([i.patches for i in items]).astype(np.float16, copy=False))
         if self.header.raw_dim:
-            atomic_save_npy(tmp / "raw.npy", np.stack([i.raw for i in items]).astype(np.float16))
+            atomic_save_npy(tmp / "raw.npy", np.stack([i.raw for i in items]).astype(np.float16, copy=False))
         for row, item in enumerate(items):
-            atomic_write_bytes(tmp / "strips" / f"{row}.jpg", item.strip_jpeg)
+            write_synced(tmp / "strips" / f"{row}.jpg", item.strip_jpeg)
         fsync_dir(tmp / "strips")
         fsync_dir(tmp)
         os.rename(tmp, root / name)

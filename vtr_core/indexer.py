@@ -1,29 +1,29 @@
-"""Indexing a folder of videos: scan, decode in background threads, encode in batches, commit.
+"""Indexing a folder of videos: scan, decode ahead in workers, encode in batches, commit.
 
-Decoding (decord, I/O and CPU bound, releases the GIL) runs in worker threads ahead of the encoder,
-so a GPU is not left waiting on the decoder. Work is committed every `commit_every` videos: a
-killed run keeps everything committed before, and the next run skips it (same size and mtime, or
-same content hash).
+Decoding, hashing and thumbnails run in worker threads (CPU encoder) or processes (GPU encoder)
+ahead of the encoder (vtr_core.decoding), so a GPU is not left waiting. Work is committed every
+`commit_every` videos, and no more often than every `commit_interval_s`, so a fast GPU run does
+not spend its time in fsync: a killed run keeps everything committed before, and the next run
+skips it (same size and mtime, or same content hash).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
+import torch
 
 from .backbones import Backbone
-from .errors import VideoError, VtrError
+from .decoding import DecodedVideo, decode_ahead, default_decode_workers
+from .errors import VtrError
 from .index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
 from .methods import meanp
-from .storage import file_sha256
-from .video import SampledFrames, frame_strip, is_video_path, jpeg_bytes, read_video
+from .video import is_video_path
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, current item)
 
@@ -40,6 +40,13 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     frames_encoded: int = 0
+    # where the wall time went, in the main thread: waiting for decoded videos (decode-bound when
+    # large), encoding (on a GPU this includes the frames' transfer) and storing/committing
+    wait_s: float = 0.0
+    encode_s: float = 0.0
+    store_s: float = 0.0
+    decode_workers: int = 0
+    decode_processes: bool = False
 
     @property
     def videos_per_second(self) -> float:
@@ -78,39 +85,6 @@ def _video_id(path: Path, root: Path, taken: dict[str, str]) -> str:
     return resolved
 
 
-@dataclass
-class _Decoded:
-    path: Path
-    video_id: str
-    sampled: SampledFrames | None = None
-    sha256: str = ""
-    stat: os.stat_result | None = None
-    error: str = ""
-
-
-def _decode(path: Path, video_id: str, num_frames: int) -> _Decoded:
-    try:
-        stat = path.stat()
-        sampled = read_video(path, num_frames)
-        return _Decoded(path, video_id, sampled, file_sha256(path), stat)
-    except VideoError as exc:
-        return _Decoded(path, video_id, error=str(exc))
-    except OSError as exc:
-        return _Decoded(path, video_id, error=f"{path}: {exc.strerror or exc}")
-
-
-def _prefetch(items: Iterable, fn, workers: int, depth: int) -> Iterable:
-    """`map(fn, items)` on threads, at most `depth` results in flight (bounded memory)."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: deque[Future] = deque()
-        for item in items:
-            pending.append(pool.submit(fn, *item))
-            if len(pending) >= depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def index_folder(
     video_dir: str | os.PathLike,
     index_dir: str | os.PathLike,
@@ -121,7 +95,9 @@ def index_folder(
     prune: bool = False,
     commit_every: int = 64,
     batch_frames: int | None = None,
-    decode_workers: int = 2,
+    decode_workers: int | None = None,
+    decode_processes: bool | None = None,
+    commit_interval_s: float = 2.0,
     progress: ProgressFn | None = None,
 ) -> IndexReport:
     """Add new and changed videos under `video_dir` to the index (created if missing)."""
@@ -141,6 +117,10 @@ def index_folder(
     )
     if batch_frames is None:
         batch_frames = 512 if backbone.device.type == "cuda" else 48
+    decode_workers = decode_workers or default_decode_workers()
+    if decode_processes is None:  # a GPU encoder outruns threads that share the GIL with its feeder
+        decode_processes = backbone.device.type == "cuda" and decode_workers > 2
+    report.decode_workers, report.decode_processes = decode_workers, decode_processes
     paths = scan_videos(root)
     base = root if root.is_dir() else root.parent
 
@@ -169,13 +149,16 @@ def index_folder(
                     writer.remove(record.video_id)
                     report.removed.append(record.video_id)
 
-        batch: list[_Decoded] = []
+        batch: list[DecodedVideo] = []
 
         def flush() -> None:
             if not batch:
                 return
+            began = time.perf_counter()
             frames = np.concatenate([d.sampled.frames for d in batch])
-            encoded = backbone.encode_frames(frames)
+            encoded = backbone.encode_frames(frames, patch_dtype=torch.float16)  # stored as float16
+            encoded_at = time.perf_counter()
+            report.encode_s += encoded_at - began
             frame_feats = encoded.frame.numpy().reshape(len(batch), num_frames, -1)
             patch_feats = None
             if header.store_patches:
@@ -203,15 +186,27 @@ def index_folder(
                     coarse=coarse[i],
                     frames=frame_feats[i],
                     patches=patch_feats[i] if patch_feats is not None else None,
-                    strip_jpeg=jpeg_bytes(frame_strip(s.frames)),
+                    strip_jpeg=decoded.strip_jpeg,
                     raw=raw_feats[i] if raw_feats is not None else None,
                 ))
                 (report.updated if known else report.added).append(decoded.video_id)
             report.frames_encoded += len(frames)
+            report.store_s += time.perf_counter() - encoded_at
             batch.clear()
 
+        last_commit = time.perf_counter()
+
+        def commit() -> None:
+            nonlocal last_commit
+            began = time.perf_counter()
+            writer.commit()
+            last_commit = time.perf_counter()
+            report.store_s += last_commit - began
+
         done = 0
-        for decoded in _prefetch(todo, _decode, decode_workers, depth=4 * decode_workers + 4):
+        waited_from = time.perf_counter()
+        for decoded in decode_ahead(todo, decode_workers, decode_processes):
+            report.wait_s += time.perf_counter() - waited_from
             done += 1
             if decoded.error:
                 report.failed.append((str(decoded.path), decoded.error))
@@ -227,11 +222,12 @@ def index_folder(
                         flush()
             if progress:
                 progress(done, len(todo), decoded.path.name)
-            if writer.pending >= commit_every:
+            if writer.pending >= commit_every and time.perf_counter() - last_commit >= commit_interval_s:
                 flush()
-                writer.commit()
+                commit()
+            waited_from = time.perf_counter()
         flush()
-        writer.commit()
+        commit()
     report.seconds = time.perf_counter() - started
     return report
 

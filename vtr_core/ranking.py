@@ -14,6 +14,7 @@ from .methods import RetrievalHead, State, select_rows
 
 RERANK_OFFSET = 100.0
 QUERY_CHUNK = 64
+RERANK_BLOCK_PAIRS = 1 << 16  # (query, video) pairs scored per call when re-ranking a batch on a GPU
 
 
 @torch.no_grad()
@@ -29,15 +30,18 @@ def all_pair_scores(head: RetrievalHead, queries: State, videos: State, query_ch
 def rerank_candidates(head: RetrievalHead, queries: State, videos: State, candidates: torch.Tensor) -> torch.Tensor:
     """Full similarity of each query with its own candidate videos only: [Q, k].
 
-    One query (online search) scores its k candidates in one call. Several queries are grouped
+    One query (online search) scores its k candidates in one call. On a GPU, blocks of queries
+    are scored against the union of their candidates. On the CPU, several queries are grouped
     by candidate video: each video's fine features (patch tokens, 0.9 MB for lite) are read once
     for all the queries that picked it, instead of being copied for every query (45 MB at k=50).
     """
     count, k = candidates.shape
-    unique_videos = torch.unique(candidates)
+    device = next(iter(videos.values())).device
     if count == 1:
-        return torch.stack([head.similarity(select_rows(queries, [q]), select_rows(videos, candidates[q]))[0]
-                            for q in range(count)])
+        return head.similarity(queries, select_rows(videos, candidates[0]))
+    if device.type == "cuda":
+        return _rerank_by_query_blocks(head, queries, videos, candidates.to(device))
+    unique_videos = torch.unique(candidates)
     flat_videos = candidates.reshape(-1)
     flat_queries = torch.arange(count).repeat_interleave(k)
     scores = torch.empty(count * k)
@@ -50,6 +54,22 @@ def rerank_candidates(head: RetrievalHead, queries: State, videos: State, candid
         scores[positions] = pair_scores[:, 0]
         start = stop
     return scores.view(count, k)
+
+
+def _rerank_by_query_blocks(head: RetrievalHead, queries: State, videos: State, candidates: torch.Tensor,
+                            pairs_per_block: int = RERANK_BLOCK_PAIRS) -> torch.Tensor:
+    """GPU batches: a block of queries is scored against the union of its candidates in one call
+    and each query keeps its own k. Scoring the extra pairs costs less on a GPU than thousands of
+    small launches, one per video."""
+    count, k = candidates.shape
+    scores = torch.empty(count, k, device=candidates.device)
+    block = max(1, int((pairs_per_block / k) ** 0.5))  # block x (up to block * k) pairs
+    for start in range(0, count, block):
+        rows = candidates[start : start + block]
+        union, position = torch.unique(rows, return_inverse=True)
+        block_scores = head.similarity(select_rows(queries, range(start, start + len(rows))), select_rows(videos, union))
+        scores[start : start + len(rows)] = block_scores.gather(1, position)
+    return scores
 
 
 @torch.no_grad()

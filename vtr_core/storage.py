@@ -59,6 +59,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise
 
 
+def write_synced(path: str | os.PathLike, data: bytes) -> None:
+    """Write and fsync, without the temporary file: for files inside a directory that is itself
+    published later by one rename (an index segment), where a torn file is never visible."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda handle: handle.write(data))
 

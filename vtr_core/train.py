@@ -251,9 +251,11 @@ def train_head(
         for videos, captions in sample_batches(len(data.frames), data.caption_video, config.batch_size, generator):
             local = slice(rank * shard, (rank + 1) * shard) if size > 1 else slice(None)
             videos, captions = videos[local], captions[local]
-            frames, patches = data.frames[videos].float(), data.patches[videos].float() if data.patches is not None else None
-            raw = data.raw[videos].float() if data.raw is not None else None
-            loss, parts = loss_fn(data.captions.select(captions), frames, patches, raw)
+            device = head.device  # cached features stay in host memory; each batch moves to the head
+            frames = data.frames[videos].to(device).float()
+            patches = data.patches[videos].to(device).float() if data.patches is not None else None
+            raw = data.raw[videos].to(device).float() if data.raw is not None else None
+            loss, parts = loss_fn(data.captions.select(captions).to(device), frames, patches, raw)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(head)

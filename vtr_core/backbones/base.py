@@ -68,7 +68,8 @@ class Backbone(Protocol):
     patch_grid: tuple[int, int] | None
     device: torch.device
 
-    def encode_frames(self, frames: np.ndarray) -> FrameFeatures: ...
+    # patch_dtype: float16 halves the patch tokens' copy from a GPU (the index stores float16)
+    def encode_frames(self, frames: np.ndarray, patch_dtype: torch.dtype = torch.float32) -> FrameFeatures: ...
 
     def encode_text(self, texts: list[str]) -> TextFeatures: ...
 

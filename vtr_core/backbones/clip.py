@@ -152,9 +152,9 @@ class ClipBackbone:
         return frames_to_tensor(frames, self.image_size, self.mean, self.std, self.device)
 
     @torch.no_grad()
-    def encode_frames(self, frames: np.ndarray) -> FrameFeatures:
+    def encode_frames(self, frames: np.ndarray, patch_dtype: torch.dtype = torch.float32) -> FrameFeatures:
         features = self.forward_pixels(self.preprocess(frames))
-        return FrameFeatures(features.frame.cpu(), features.patches.cpu() if features.patches is not None else None)
+        return FrameFeatures(features.frame.cpu(), features.patches.to(patch_dtype).cpu() if features.patches is not None else None)
 
     def _token_strings(self, ids: list[int]) -> list[str]:
         inner = self.tokenizer

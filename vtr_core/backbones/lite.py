@@ -161,7 +161,7 @@ class LiteBackbone:
         return self.image_model.get_classifier()(raw.to(self.device).float())
 
     @torch.no_grad()
-    def encode_frames(self, frames: np.ndarray) -> FrameFeatures:
+    def encode_frames(self, frames: np.ndarray, patch_dtype: torch.dtype = torch.float32) -> FrameFeatures:
         pixels = frames_to_tensor(frames, IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, self.device)
         pixels = pixels.contiguous(memory_format=torch.channels_last)
         with autocast(self.device):
@@ -170,7 +170,7 @@ class LiteBackbone:
         pooled = feature_map.mean((2, 3))  # [N, 1280]
         frame_logits = classifier(pooled)
         patch_logits = classifier(feature_map.flatten(2).transpose(1, 2))  # [N, 49, 1000]
-        return FrameFeatures(frame=self.conse(frame_logits).cpu(), patches=self.conse(patch_logits).cpu(),
+        return FrameFeatures(frame=self.conse(frame_logits).cpu(), patches=self.conse(patch_logits).to(patch_dtype).cpu(),
                              raw=pooled.cpu())
 
     def encode_text(self, texts: list[str]) -> TextFeatures:

@@ -144,6 +144,11 @@ class RetrievalHead(nn.Module):
 
     # -- shared helpers ------------------------------------------------------------------------
     @property
+    def device(self) -> torch.device:
+        """Where the head's parameters live: callers bring features there."""
+        return self.logit_scale.device
+
+    @property
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
