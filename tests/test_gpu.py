@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.test_backbones import TINY_CLIP
+from tests.test_exact_search import unit
 from vtr_core.backbones import create_backbone
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.exact_search import TorchFlatIndex
@@ -21,11 +22,6 @@ from vtr_core.ranking import rerank_candidates
 from vtr_core.search import Searcher
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-def unit(rows: int, dim: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def test_exact_gpu_search_matches_faiss_flat():
