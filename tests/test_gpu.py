@@ -15,7 +15,13 @@ from tests.test_exact_search import unit
 from vtr_core.backbones import create_backbone
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.exact_search import TorchFlatIndex
-from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord, build_faiss
+from vtr_core.index import (
+    IndexHeader,
+    VideoFeatures,
+    VideoIndex,
+    VideoRecord,
+    build_faiss,
+)
 from vtr_core.methods import meanp
 from vtr_core.methods.eercf import EERCF, EERCFConfig
 from vtr_core.ranking import rerank_candidates
