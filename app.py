@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -45,6 +47,11 @@ def ui_errors(fn):
 
 def build(explorer: Explorer) -> gr.Blocks:
     methods, default_method = explorer.methods, explorer.default_method
+    # images go out as files written atomically (see panels.ImageFiles): concurrent searches share thumbnails
+    image_file = panels.ImageFiles(Path(tempfile.gettempdir()) / f"vtr-explorer-{os.getpid()}")
+
+    def gallery(result) -> list[tuple[str, str]]:
+        return [(image_file(image), caption) for image, caption in panels.gallery_items(result)]
     info = explorer.collection_info()
     frames = info.frames
 
@@ -55,9 +62,9 @@ def build(explorer: Explorer) -> gr.Blocks:
         second_gallery, second_rows = [], []
         if compare and compare != NO_COMPARE:
             second = explorer.text_to_video(query, compare, int(top_k))
-            second_gallery, second_rows = panels.gallery_items(second), panels.hit_rows(second)
+            second_gallery, second_rows = gallery(second), panels.hit_rows(second)
             timing += "  \n" + panels.timings_text(second)
-        return panels.gallery_items(first), panels.hit_rows(first), second_gallery, second_rows, timing
+        return gallery(first), panels.hit_rows(first), second_gallery, second_rows, timing
 
     def play(rows: list, evt: gr.SelectData):
         """Plays the clip picked in a gallery and offers it to the explain tab."""
@@ -76,13 +83,13 @@ def build(explorer: Explorer) -> gr.Blocks:
     @ui_errors
     def explain(query: str, video_id: str, method: str, frame: float):
         view = explorer.explain(query, video_id, method)
-        gates, concept_map = panels.gates_chart(view), panels.concept_map(view)
+        gates, concept_map = image_file(panels.gates_chart(view)), image_file(panels.concept_map(view))
         concepts, extra = panels.concepts_text(view), panels.extra_text(view)
-        patch = panels.patch_heat_map(view, int(frame) - 1 if frame else None)
+        patch = image_file(panels.patch_heat_map(view, int(frame) - 1 if frame else None))
         return (
-            panels.frame_attention(view),
+            image_file(panels.frame_attention(view)),
             gr.update(value=patch, visible=patch is not None),
-            panels.terms_chart(view),
+            image_file(panels.terms_chart(view)),
             panels.term_rows(view),
             gr.update(value=gates, visible=gates is not None),
             gr.update(value=concepts, visible=bool(concepts)),
@@ -97,7 +104,7 @@ def build(explorer: Explorer) -> gr.Blocks:
             raise VtrError("type two or more queries, one per line, or use the collection's captions")
         view = explorer.dsl_matrix(method, queries, int(count))
         before, after = panels.dsl_heat_maps(view)
-        return before, after, panels.change_rows(view)
+        return image_file(before), image_file(after), panels.change_rows(view)
 
     def allow_media() -> None:
         for root in explorer.media_roots():
@@ -132,7 +139,8 @@ def build(explorer: Explorer) -> gr.Blocks:
         ids = explorer.video_ids()
         return gr.update(choices=ids), gr.update(choices=ids)
 
-    with gr.Blocks(title="Video-text retrieval explorer") as demo:
+    # delete_cache: Gradio's copies of results and uploads older than an hour go, every half hour
+    with gr.Blocks(title="Video-text retrieval explorer", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(f"# Video-text retrieval explorer\n**device:** `{info.device}` · **backbone:** `{info.backbone}` "
                     f"(`{info.backbone_id}`) · index `{info.source_dir}`", elem_id="header")
         with gr.Tabs():
@@ -184,15 +192,15 @@ def build(explorer: Explorer) -> gr.Blocks:
                     ex_method = gr.Radio(methods, value=default_method, label="Method", elem_id="explain-method")
                     ex_frame = gr.Slider(0, frames, value=0, step=1, label="Frame for the patch map (0: most attended)")
                     ex_go = gr.Button("Explain", variant="primary", elem_id="explain-btn")
-                attention = gr.Image(label="Per-frame attention", type="pil", elem_id="frame-attention", show_label=False)
+                attention = gr.Image(label="Per-frame attention", type="filepath", elem_id="frame-attention", show_label=False)
                 with gr.Row():
-                    patch_map = gr.Image(label="Patch heat map", type="pil", elem_id="patch-map", show_label=False)
+                    patch_map = gr.Image(label="Patch heat map", type="filepath", elem_id="patch-map", show_label=False)
                     with gr.Column():
-                        terms_image = gr.Image(label="Score terms", type="pil", elem_id="terms", show_label=False)
+                        terms_image = gr.Image(label="Score terms", type="filepath", elem_id="terms", show_label=False)
                         terms_table = gr.Dataframe(headers=panels.TERM_COLUMNS, interactive=False)
-                        gates = gr.Image(label="Stream gates", type="pil", visible=False, elem_id="gates", show_label=False)
+                        gates = gr.Image(label="Stream gates", type="filepath", visible=False, elem_id="gates", show_label=False)
                 concepts = gr.Markdown(visible=False, elem_id="concepts")
-                concept_map = gr.Image(label="Sparse concepts per frame", type="pil", visible=False,
+                concept_map = gr.Image(label="Sparse concepts per frame", type="filepath", visible=False,
                                        elem_id="concept-map", show_label=False)
                 extra = gr.Markdown(visible=False, elem_id="extra")
 
@@ -204,8 +212,8 @@ def build(explorer: Explorer) -> gr.Blocks:
                     dsl_go = gr.Button("Compute DSL", elem_id="dsl-btn")
                 dsl_typed = gr.Textbox(label="My queries, one per line (scored against their top clips)", lines=3)
                 with gr.Row():
-                    dsl_before = gr.Image(label="Before DSL", type="pil", elem_id="dsl-before", show_label=False)
-                    dsl_after = gr.Image(label="After DSL", type="pil", elem_id="dsl-after", show_label=False)
+                    dsl_before = gr.Image(label="Before DSL", type="filepath", elem_id="dsl-before", show_label=False)
+                    dsl_after = gr.Image(label="After DSL", type="filepath", elem_id="dsl-after", show_label=False)
                 dsl_changes = gr.Dataframe(headers=panels.CHANGE_COLUMNS, interactive=False, wrap=True,
                                            elem_id="dsl-changes")
 
@@ -264,7 +272,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbone", default=None, help="must match the index's backbone (default: the index's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     parser.add_argument("--workdir", help="where user copies and uploads go (default ~/.cache/vtr_core/explorer)")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--video-root", action="append", default=[], metavar="DIR",
+                        help="a folder whose subfolders the Collection tab may index (repeatable; the folders "
+                             "already holding the collection's clips are always allowed)")
+    parser.add_argument("--max-upload-mb", type=int, default=500, help="largest clip or corpus a browser may upload")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: this machine only; 0.0.0.0 exposes the app to the network)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="a public Gradio share link (off by default)")
     return parser.parse_args(argv)
@@ -275,15 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         explorer = Explorer(args.index, device=args.device, backbone=args.backbone, captions=args.captions,
-                            workdir=args.workdir)
+                            workdir=args.workdir, video_roots=args.video_root, max_upload_bytes=args.max_upload_mb << 20)
     except VtrError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = explorer.collection_info()
     print(f"explorer: {info.videos} clips, backbone {info.backbone} on {info.device}", file=sys.stderr)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach this machine can search and add clips",
+              file=sys.stderr)
     demo = build(explorer)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=explorer.media_roots(),
-                max_file_size="500mb", show_error=True)
+                max_file_size=f"{args.max_upload_mb}mb", show_error=True)
     return 0
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.app_server import running_app
 from tests.conftest import REPO, write_video
 
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -25,41 +24,13 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 BIRD = "a purple bird gets knocked off a branch by a falling nut"  # a caption of bbb_02
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, lite_backbone):
     """The app on 127.0.0.1, with uploads and copies in a temporary work directory."""
     work = tmp_path_factory.mktemp("app")
-    port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(work / "gradio"))
-    log = open(work / "app.log", "w")  # noqa: SIM115 (open for the server's lifetime)
-    process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-                                "--workdir", str(work / "explorer")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the app did not start:\n" + (work / "app.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield url
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    # the tests' own folders (under pytest's base temp) may be indexed from the browser
+    with running_app(work, "--host", "127.0.0.1", "--video-root", str(tmp_path_factory.getbasetemp())) as (url, _):
+        yield url
 
 
 def test_wrong_index_is_a_one_line_error(tmp_path):

@@ -134,7 +134,7 @@ def test_dsl_matrix_before_and_after(explorer):
 
 def test_writes_go_to_a_user_copy_of_the_bundled_index(lite_backbone, tmp_path):
     before = file_sha256(DEMO_INDEX / "manifest.json")
-    explorer = Explorer(DEMO_INDEX, device="cpu", workdir=tmp_path / "work")
+    explorer = Explorer(DEMO_INDEX, device="cpu", workdir=tmp_path / "work", video_roots=[tmp_path])
     assert explorer.read_only and len(explorer.index) == 39
     clip = write_video(tmp_path / "my clip.mp4", num_frames=30, seed=9)
     video_id, report = explorer.add_clip(clip, "my clip.mp4")
@@ -166,7 +166,7 @@ def test_a_writable_index_is_updated_in_place(lite_backbone, tmp_path):
     for i in range(2):
         write_video(videos / f"v{i}.mp4", num_frames=20, seed=i)
     index_folder(videos, tmp_path / "idx", lite_backbone, num_frames=4)
-    explorer = Explorer(tmp_path / "idx", device="cpu", workdir=tmp_path / "work")
+    explorer = Explorer(tmp_path / "idx", device="cpu", workdir=tmp_path / "work", video_roots=[tmp_path / "more"])
     assert not explorer.read_only and len(explorer.index) == 2
     more = tmp_path / "more"
     more.mkdir()
@@ -186,7 +186,7 @@ def test_open_errors(lite_backbone, tmp_path):
         Explorer(tmp_path, device="cpu")
     with pytest.raises(IndexFormatError, match="no such directory"):
         Explorer(tmp_path / "missing", device="cpu")
-    with pytest.raises(IndexMismatchError, match="built with backbone lite"):
+    with pytest.raises(IndexMismatchError, match=r"built with backbone lite \(384-d\); this run asks for clip:ViT-B-32/openai"):
         Explorer(DEMO_INDEX, device="cpu", backbone="clip:ViT-B-32/openai")
 
 

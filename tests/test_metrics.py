@@ -257,3 +257,20 @@ def test_one_caption_per_video_v2t_equals_transposed_t2v(data):
     square = sim[:n, :n]
     ident = np.arange(n)
     np.testing.assert_array_equal(video_to_text_ranks(square, ident), ranks_from_similarity(square.T, ident))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_a_perfect_similarity_scores_perfectly_both_ways(data):
+    # Every caption scores 1 with its own video and below 1 with any other: R@k is 100 and every
+    # rank is 1 in both directions, however many captions each video has.
+    v = data.draw(st.integers(1, 12))
+    extra = data.draw(st.lists(st.integers(0, v - 1), max_size=2 * v))
+    video_of_text = np.array(data.draw(st.permutations(list(range(v)) + extra)), dtype=np.int64)
+    sim = data.draw(hnp.arrays(np.float64, (len(video_of_text), v), elements=st.floats(-1.0, 0.999)))
+    sim[np.arange(len(video_of_text)), video_of_text] = 1.0
+    for metrics in (text_to_video_metrics(sim, video_of_text), video_to_text_metrics(sim, video_of_text)):
+        assert metrics["R@1"] == metrics["R@5"] == metrics["R@10"] == 100.0
+        assert metrics["MdR"] == metrics["MnR"] == 1.0
+    # and the exact opposite: own video strictly last, every rank is V
+    assert text_to_video_metrics(-sim, video_of_text)["MdR"] == v

@@ -42,10 +42,11 @@ def _backbone_for_index(index_dir: str, requested: str | None, device: str):
     index = VideoIndex.open(index_dir)
     if requested and requested != "auto" and resolve_backbone_spec(requested) != index.header.backbone_spec:
         raise IndexMismatchError(
-            f"index {index_dir} was built with backbone {index.header.backbone_spec}, not {requested}"
+            f"index {index_dir} was built with backbone {index.header.backbone_spec} ({index.header.embed_dim}-d), "
+            f"not {requested}: leave out --backbone to use the index's own, or re-index"
         )
     backbone = create_backbone(index.header.backbone_spec, device)
-    return VideoIndex.open(index_dir, backbone_id=backbone.id), backbone
+    return VideoIndex.open(index_dir, backbone_id=backbone.id, embed_dim=backbone.embed_dim), backbone
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -83,7 +84,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .methods import best_shipped_method, resolve_head
+    from .methods import best_shipped_method, read_checkpoint, resolve_head
     from .search import Searcher
 
     if (args.query is None) == (args.queries is None):
@@ -97,7 +98,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         queries = [args.query]
     index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
-    method = args.method or best_shipped_method(backbone)
+    # a checkpoint names its own method; without one, the shipped head with the best validation score
+    method = args.method or (read_checkpoint(args.checkpoint)["method"] if args.checkpoint else best_shipped_method(backbone))
     head, source = resolve_head(method, backbone, args.checkpoint, args.zero_shot,
                                 num_frames=index.header.num_frames)
     if not args.json:
@@ -317,6 +319,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _real_like_vectors(args: argparse.Namespace, bench, backbone):
+    """The query suite's real-like vectors: fitted to a dataset's videos, with its captions as queries."""
+    from .data import load_dataset
+    from .features import caption_features, video_features
+    from .methods import meanp
+
+    dataset = load_dataset(args.fit_to, args.fit_split)
+    videos = meanp.video_embedding(video_features(dataset, backbone, with_patches=False).frames).numpy()
+    captions = caption_features(dataset.captions, backbone).sentence.float().numpy()
+    return bench.real_like_vectors(videos, captions, f"a Gaussian fitted to the {backbone.spec} vectors of {len(dataset):,} "
+                                                     f"{dataset.name} videos; queries: {len(captions):,} of their captions")
+
+
 def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
     from .backbones import create_backbone
 
@@ -328,6 +343,7 @@ def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
         sizes = [int(n) for n in args.sizes.split(",")]
         result = bench.query_suite(sizes, dim=backbone.embed_dim, repeats=args.repeats, encode=backbone.encode_text,
                                    hnsw_from=None if args.no_hnsw else 10_000, device=str(backbone.device),
+                                   real_like=_real_like_vectors(args, bench, backbone) if args.fit_to else None,
                                    log=lambda m: print(m, file=sys.stderr))
         result.text_backbone = args.backbone
     elif args.suite == "indexing":
@@ -457,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="indexing suite: decoding threads (default: one per core)")
     p.add_argument("--train-videos", type=int, default=256, help="training suite: synthetic videos per epoch")
     p.add_argument("--no-hnsw", action="store_true", help="query suite: skip faiss HNSW (slow to build at 1M)")
+    p.add_argument("--fit-to", metavar="DATA_DIR", help="query suite: video vectors drawn from a Gaussian fitted to this "
+                   "dataset's videos, its captions as queries (default: uniformly random unit vectors)")
+    p.add_argument("--fit-split", default="1kA", help="query suite: the split of --fit-to")
     p.add_argument("--bench-dir", default="docs/bench", help="report: where the suites' JSON files are")
     p.add_argument("--docs", default="docs")
     p.set_defaults(func=cmd_bench)

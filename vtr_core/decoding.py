@@ -35,8 +35,12 @@ class DecodedVideo:
 
 def decode_for_index(path: Path, video_id: str, num_frames: int) -> DecodedVideo:
     try:
-        stat = path.stat()
+        stat = path.stat()  # before decoding: a file rewritten meanwhile then looks changed on the next run
+    except OSError:
+        stat = None  # read_video names what is wrong: a symlink loop, a broken link, a missing file
+    try:
         sampled = read_video(path, num_frames)
+        stat = stat or path.stat()
         return DecodedVideo(path, video_id, sampled, file_sha256(path), stat, strip_jpeg=jpeg_bytes(frame_strip(sampled.frames)))
     except VideoError as exc:
         return DecodedVideo(path, video_id, error=str(exc))

@@ -22,7 +22,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,15 @@ from .dsl import dsl_revise
 from .errors import IndexMismatchError, QueryError, VideoError, VtrError
 from .evaluate import text_states
 from .index import MANIFEST, VideoIndex
-from .methods import METHODS, Explanation, RetrievalHead, State, best_shipped_method, concat_states, resolve_head
+from .methods import (
+    METHODS,
+    Explanation,
+    RetrievalHead,
+    State,
+    best_shipped_method,
+    concat_states,
+    resolve_head,
+)
 from .ranking import all_pair_scores
 from .search import Searcher
 from .storage import atomic_write_json, cache_dir, file_sha256
@@ -49,6 +57,7 @@ BUNDLED = REPO / "precomputed"
 DEMO_INDEX = BUNDLED / "demo_index"
 RESULTS_JSON = REPO / "docs" / "results.json"
 MAX_QUERY_CHARS = 1_000
+MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # a clip uploaded from a browser (the app's --max-upload-mb)
 MAX_TOP_K = 100
 MAX_DSL_QUERIES = 24
 MAX_THUMBNAILS = 4096  # cached in memory (about 40 KB each)
@@ -181,9 +190,12 @@ class _Loaded:
 
 
 def check_query(query: str) -> str:
-    if not isinstance(query, str) or not query.strip():
+    """The query with control characters dropped and whitespace collapsed, or a one-line error."""
+    if not isinstance(query, str):
         raise QueryError("empty query: type a few words describing the clip")
-    query = " ".join(query.split())
+    query = " ".join("".join(c if c.isprintable() else " " for c in query).split())
+    if not query:
+        raise QueryError("empty query: type a few words describing the clip")
     if len(query) > MAX_QUERY_CHARS:
         raise QueryError(f"query too long ({len(query)} characters): keep it under {MAX_QUERY_CHARS}")
     return query
@@ -202,15 +214,17 @@ class Explorer:
     """Search, video-to-text, explanations and collection management over one index."""
 
     def __init__(self, index_dir: str | os.PathLike = DEMO_INDEX, device: str = "auto", backbone: str | None = None,
-                 captions: str | os.PathLike | None = None, workdir: str | os.PathLike | None = None):
+                 captions: str | os.PathLike | None = None, workdir: str | os.PathLike | None = None,
+                 video_roots: Sequence[str | os.PathLike] = (), max_upload_bytes: int = MAX_UPLOAD_BYTES):
         self.source_dir = Path(index_dir).resolve()
         source = VideoIndex.open(self.source_dir)  # a one-line error for anything that is not an index
         spec = source.header.backbone_spec
         if backbone and backbone != "auto" and resolve_backbone_spec(backbone) != spec:
-            raise IndexMismatchError(f"index {index_dir} was built with backbone {spec}, not {backbone}")
+            raise IndexMismatchError(f"index {index_dir} was built with backbone {spec} ({source.header.embed_dim}-d); "
+                                     f"this run asks for {backbone}: leave --backbone out to use the index's own")
         self.device = resolve_device(device)
         self.backbone: Backbone = create_backbone(spec, self.device)
-        VideoIndex.open(self.source_dir, backbone_id=self.backbone.id)  # refuses another backbone version
+        VideoIndex.open(self.source_dir, backbone_id=self.backbone.id, embed_dim=self.backbone.embed_dim)  # refuses another backbone version
         self.read_only = self.source_dir.is_relative_to(BUNDLED) or not os.access(self.source_dir, os.W_OK)
         root = Path(workdir) if workdir else cache_dir() / "explorer"
         if self.read_only:
@@ -226,11 +240,14 @@ class Explorer:
         self._text_cache: dict[tuple[str, str], State] = {}
         self._thumbs: dict[tuple, Image.Image] = {}
         self._index_dir = self._existing_copy() or self.source_dir
-        self._index = VideoIndex.open(self._index_dir, backbone_id=self.backbone.id)
+        self._index = VideoIndex.open(self._index_dir, backbone_id=self.backbone.id, embed_dim=self.backbone.embed_dim)
         self._manifest_mtime = self._mtime()
         self._captions_path = Path(captions) if captions else find_collection_captions(
             self.source_dir, [self._index.video_path(r) for r in range(len(self._index))])
         self._collection_corpus: CaptionCorpus | None = None
+        self.max_upload_bytes = max_upload_bytes
+        # folders a browser may ask to index: the ones given, plus those already holding the clips
+        self.video_roots = sorted({str(Path(r).expanduser().resolve()) for r in video_roots} | set(self.media_roots()))
 
     # -- the index, kept current -----------------------------------------------------------------
     def _mtime(self) -> int:
@@ -249,7 +266,7 @@ class Explorer:
     def reload(self) -> None:
         with self._lock:
             self._manifest_mtime = self._mtime()
-            self._index = VideoIndex.open(self._index_dir, backbone_id=self.backbone.id)
+            self._index = VideoIndex.open(self._index_dir, backbone_id=self.backbone.id, embed_dim=self.backbone.embed_dim)
             generation = self._index.generation
             self._searchers = {k: v for k, v in self._searchers.items() if k[1] == generation}
 
@@ -370,6 +387,7 @@ class Explorer:
         path = Path(video)
         if not path.is_file():
             raise VtrError(f"{video}: no such clip in the collection and no such file")
+        self.check_upload(path)
         sampled = read_video(path, index.header.num_frames)
         encoded = self.backbone.encode_frames(sampled.frames)
         patches = encoded.patches[None].to(self.device) if index.header.store_patches and encoded.patches is not None else None
@@ -489,34 +507,61 @@ class Explorer:
         self.reload()
         return copy
 
-    def _run_indexer(self, target: str | os.PathLike, progress: ProgressFn | None) -> indexer.IndexReport:
+    def _run_indexer(self, target: str | os.PathLike, progress: ProgressFn | None,
+                     confine_to: Sequence[str] | None = None) -> indexer.IndexReport:
         with self._write_lock:
             directory = self._writable_index()
             header = self._index.header
             report = indexer.index_folder(target, directory, self.backbone, num_frames=header.num_frames,
                                           store_patches=header.store_patches, faiss_factory=header.faiss_factory,
                                           # threads: spawned processes would each re-import the app (gradio)
-                                          decode_processes=False, progress=progress)
+                                          decode_processes=False, confine_to=confine_to, progress=progress)
             self.reload()
             return report
 
     def index_folder(self, folder: str | os.PathLike, progress: ProgressFn | None = None) -> indexer.IndexReport:
         """Add every new or changed video under a folder (on this machine) to the collection."""
-        if not str(folder or "").strip():
-            raise VtrError("no folder given: type the path of a folder of videos on the server")
-        folder = Path(str(folder).strip()).expanduser()
-        if not folder.is_dir():
-            raise VtrError(f"{folder}: no such folder on the server")
+        folder = self.allowed_folder(folder)
         if not indexer.scan_videos(folder):
             raise VtrError(f"{folder}: no video files in it")
-        return self._run_indexer(folder, progress)
+        return self._run_indexer(folder, progress, confine_to=self.video_roots)
+
+    def allowed_folder(self, folder: str | os.PathLike) -> Path:
+        """The folder, resolved (symlinks and `..` followed), if it lies under an allowed root.
+
+        A browser must not make the server read, index or later serve files the operator did not
+        offer: folders are confined to `video_roots` (the app's --video-root, plus the folders that
+        already hold the collection's clips).
+        """
+        if not str(folder or "").strip():
+            raise VtrError("no folder given: type the path of a folder of videos on the server")
+        asked = Path(str(folder).strip()).expanduser()
+        resolved = asked.resolve()
+        if not any(resolved.is_relative_to(root) for root in self.video_roots):
+            raise VtrError(f"{asked}: outside the folders this app may index ({', '.join(self.video_roots)}); "
+                           "start the app with --video-root DIR to allow another")
+        if not resolved.is_dir():
+            raise VtrError(f"{asked}: no such folder on the server")
+        return resolved
+
+    def check_upload(self, path: str | os.PathLike, name: str | None = None) -> Path:
+        """An uploaded clip within the size limit and with a video extension, or a one-line error."""
+        path, name = Path(path), name or Path(path).name
+        if not is_video_path(name):
+            raise VideoError(f"{name}: not a video file (use .mp4, .webm, .mov, .mkv, ...)")
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise VideoError(f"{name}: the upload is gone (no such file)") from None
+        if size > self.max_upload_bytes:
+            raise VideoError(f"{name}: {size / 2**20:.1f} MB is over the upload limit of "
+                             f"{self.max_upload_bytes / 2**20:.0f} MB")
+        return path
 
     def add_clip(self, path: str | os.PathLike, name: str | None = None,
                  progress: ProgressFn | None = None) -> tuple[str, indexer.IndexReport]:
         """Copy an uploaded clip into the collection's uploads folder and index it: its id."""
-        path = Path(path)
-        if not is_video_path(name or path.name):
-            raise VideoError(f"{name or path.name}: not a video file (use .mp4, .webm, .mov, .mkv, ...)")
+        path = self.check_upload(path, name)
         read_video(path, self.index.header.num_frames)  # a clear error before anything is copied
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         stem, suffix = _slug(Path(name or path.name).stem), Path(name or path.name).suffix.lower()

@@ -28,7 +28,8 @@ from typing import Iterator
 import numpy as np
 
 from .errors import IndexFormatError, IndexMismatchError
-from .storage import atomic_save_npy, atomic_write_bytes, atomic_write_json, fsync_dir, write_synced
+from .storage import (atomic_save_npy, atomic_write_bytes, atomic_write_json, fsync_dir, remove_stale_temps,
+                      stale_temps, write_synced)
 
 FORMAT = "vtr-index"
 FORMAT_VERSION = 1
@@ -117,13 +118,18 @@ class VideoIndex:
 
     def __init__(self, directory: Path, manifest: dict):
         self.directory = directory
-        self.generation: int = manifest["generation"]
-        self.header = IndexHeader(**manifest["header"])
-        self.videos = [VideoRecord(**v) for v in manifest["videos"]]
+        try:
+            self.generation: int = manifest["generation"]
+            self.header = IndexHeader(**manifest["header"])
+            self.videos = [VideoRecord(**v) for v in manifest["videos"]]
+            faiss_file = manifest["faiss"]
+        except (KeyError, TypeError) as exc:  # a damaged manifest, or one from another program
+            raise IndexFormatError(f"index {directory}: {MANIFEST} is damaged or from another program "
+                                   f"({type(exc).__name__}: {exc})") from None
         self._row_of_id = {v.video_id: i for i, v in enumerate(self.videos)}
         self._segments: dict[str, _Segment] = {}
         self._faiss = None
-        self._faiss_file = manifest["faiss"]
+        self._faiss_file = faiss_file
 
     # -- opening -------------------------------------------------------------------------------
     @staticmethod
@@ -131,21 +137,31 @@ class VideoIndex:
         return (Path(directory) / MANIFEST).is_file()
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, backbone_id: str | None = None) -> "VideoIndex":
+    def open(cls, directory: str | os.PathLike, backbone_id: str | None = None,
+             embed_dim: int | None = None) -> "VideoIndex":
+        """Read the newest generation; a `backbone_id` (and its `embed_dim`) other than the index's is an error."""
         directory = Path(directory)
         manifest = read_manifest(directory)
         index = cls(directory, manifest)
-        if backbone_id is not None and backbone_id != index.header.backbone_id:
+        mine = index.header
+        if (backbone_id is not None and backbone_id != mine.backbone_id) or \
+                (embed_dim is not None and embed_dim != mine.embed_dim):
+            ours = f"{backbone_id or mine.backbone_id}" + (f" ({embed_dim}-d)" if embed_dim is not None else "")
             raise IndexMismatchError(
-                f"index {directory} was built with backbone {index.header.backbone_id}, "
-                f"but this run uses {backbone_id}: search it with its own backbone or re-index"
+                f"index {directory} was built with backbone {mine.backbone_id} ({mine.embed_dim}-d), "
+                f"but this run uses {ours}: search it with its own backbone or re-index"
             )
         return index
 
     def check_compatible(self, header: IndexHeader) -> None:
         """Refuse to mix features made differently (backbone, frames, dimensions)."""
         mine = self.header
-        for name in ("backbone_id", "num_frames", "embed_dim", "store_patches", "raw_dim"):
+        if mine.backbone_id != header.backbone_id:
+            raise IndexMismatchError(
+                f"index {self.directory} was built with backbone {mine.backbone_id} ({mine.embed_dim}-d), "
+                f"this run uses {header.backbone_id} ({header.embed_dim}-d): use a new index directory"
+            )
+        for name in ("num_frames", "embed_dim", "store_patches", "num_patches", "raw_dim"):
             if getattr(mine, name) != getattr(header, name):
                 raise IndexMismatchError(
                     f"index {self.directory} has {name}={getattr(mine, name)}, "
@@ -181,8 +197,9 @@ class VideoIndex:
         rows = list(rows)
         if not rows:
             shape = {"coarse": (self.header.embed_dim,), "frames": (self.header.num_frames, self.header.embed_dim),
-                     "raw": (self.header.num_frames, self.header.raw_dim)}
-            return np.zeros((0, *shape.get(part, (0,))), np.float32)
+                     "raw": (self.header.num_frames, self.header.raw_dim),
+                     "patches": (self.header.num_frames, self.header.num_patches, self.header.embed_dim)}
+            return np.zeros((0, *shape[part]), np.float32)
         out = []
         for row in rows:
             record = self.videos[row]
@@ -269,7 +286,8 @@ class VideoIndex:
         if directory.exists() and not directory.is_dir():
             raise IndexFormatError(f"index {directory}: exists and is not a directory")
         directory.mkdir(parents=True, exist_ok=True)
-        if not cls.exists(directory) and any(p.name not in {".lock", "faiss", "segments"} for p in directory.iterdir()):
+        leftovers = {".lock", "faiss", "segments"} | {p.name for p in stale_temps(directory / MANIFEST)}
+        if not cls.exists(directory) and any(p.name not in leftovers for p in directory.iterdir()):
             raise IndexFormatError(f"index {directory}: directory is not empty and holds no {MANIFEST}")
         with open(directory / ".lock", "a+") as lock:
             try:
@@ -300,8 +318,10 @@ def read_manifest(directory: Path) -> dict:
         raise IndexFormatError(f"{directory}: {MANIFEST} is not a {FORMAT} manifest")
     version = manifest.get("version")
     if version != FORMAT_VERSION:
+        advice = ("a newer vtr_core wrote it: upgrade" if isinstance(version, int) and version > FORMAT_VERSION
+                  else "re-index it with this program")
         raise IndexMismatchError(
-            f"index {directory} has format version {version}, this program reads version {FORMAT_VERSION}"
+            f"index {directory} has format version {version}, this program reads version {FORMAT_VERSION} ({advice})"
         )
     return manifest
 
@@ -460,7 +480,9 @@ class IndexWriter:
         return [dataclasses.replace(item.record, segment=name, row=row) for row, item in enumerate(items)]
 
     def sweep(self) -> None:
-        """Delete what no manifest refers to: unfinished commits, dead segments, old faiss files."""
+        """Delete what no manifest refers to: unfinished commits, dead segments, old faiss files,
+        manifest temporaries of writers killed mid-write."""
+        remove_stale_temps(self.directory / MANIFEST)
         live_segments = {v.segment for v in self.index.videos}
         segments = self.directory / "segments"
         if segments.is_dir():

@@ -13,12 +13,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .backbones import Backbone
+from .backbones.base import FrameFeatures
 from .decoding import DecodedVideo, decode_ahead, default_decode_workers
 from .errors import VtrError
 from .index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
@@ -38,6 +39,7 @@ class IndexReport:
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # symlinks to a file this run already saw: indexed once
     seconds: float = 0.0
     frames_encoded: int = 0
     # where the wall time went, in the main thread: waiting for decoded videos (decode-bound when
@@ -58,11 +60,18 @@ class IndexReport:
             f"indexed {len(self.added)} new and {len(self.updated)} changed videos, {self.unchanged} unchanged, "
             f"{len(self.removed)} removed, {len(self.failed)} failed, in {self.seconds:.1f} s "
             f"({self.videos_per_second:.2f} videos/s, {self.frames_encoded} frames)"
+            + (f"; {len(self.aliases)} links to files already indexed skipped" if self.aliases else "")
         )
 
 
 def scan_videos(root: str | os.PathLike) -> list[Path]:
-    """Video files under `root` (recursive, sorted); symlinked folders are not followed."""
+    """Video files under `root` (recursive, sorted), chosen by extension (`is_video_path`).
+
+    A video named .txt is not scanned; a file named .mp4 is, whatever it holds, and one that is
+    not a decodable video (empty, text, truncated, audio only, unreadable, a broken or looping
+    symlink) becomes one failed line of the report. Symlinked folders are not followed: a link to
+    a parent folder would walk forever.
+    """
     root = Path(root)
     if root.is_file():
         return [root]
@@ -75,14 +84,48 @@ def scan_videos(root: str | os.PathLike) -> list[Path]:
     return found
 
 
+def resolved_path(path: Path) -> str:
+    """`path` with its symlinks resolved. A symlink loop raises there (RuntimeError on Python
+    3.11, OSError later) and would end the whole run; it stays as its absolute path instead, so
+    the decoder reports it as one failed file."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
+
+
 def _video_id(path: Path, root: Path, taken: dict[str, str]) -> str:
     """The file stem, or the relative path without suffix when another file has that stem."""
-    resolved = str(path.resolve())
+    resolved = resolved_path(path)
     for candidate in (path.stem, path.relative_to(root).with_suffix("").as_posix() if path.is_relative_to(root) else resolved):
         if taken.get(candidate, resolved) == resolved:
             taken[candidate] = resolved
             return candidate
     return resolved
+
+
+def encode_clips(backbone: Backbone, clips: list[np.ndarray], patch_dtype: torch.dtype = torch.float32) -> FrameFeatures:
+    """The frames of several clips [T, H, W, 3], encoded in clip order (rows i*T ... i*T+T-1).
+
+    Frames of different sizes (a 160x120 clip beside a reduced 8K one) cannot stack into one
+    array: clips of each size share one encoder call, and the rows are put back in clip order.
+    """
+    rows_by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, clip in enumerate(clips):
+        rows_by_size.setdefault(clip.shape[1:], []).append(i)
+    parts = [backbone.encode_frames(np.concatenate([clips[i] for i in rows]), patch_dtype=patch_dtype)
+             for rows in rows_by_size.values()]
+    if len(parts) == 1:
+        return parts[0]
+    num_frames = clips[0].shape[0]
+    position = np.argsort([i for rows in rows_by_size.values() for i in rows])  # clip -> place in the encoded order
+    order = torch.as_tensor((position[:, None] * num_frames + np.arange(num_frames)).ravel())
+
+    def joined(name: str) -> torch.Tensor | None:
+        tensors = [getattr(part, name) for part in parts]
+        return None if tensors[0] is None else torch.cat(tensors)[order]
+
+    return FrameFeatures(frame=joined("frame"), patches=joined("patches"), raw=joined("raw"))
 
 
 def index_folder(
@@ -98,9 +141,14 @@ def index_folder(
     decode_workers: int | None = None,
     decode_processes: bool | None = None,
     commit_interval_s: float = 2.0,
+    confine_to: Sequence[str | os.PathLike] | None = None,
     progress: ProgressFn | None = None,
 ) -> IndexReport:
-    """Add new and changed videos under `video_dir` to the index (created if missing)."""
+    """Add new and changed videos under `video_dir` to the index (created if missing).
+
+    With `confine_to`, a file whose real path (symlinks followed) leaves those folders is
+    refused: a link inside an allowed folder must not index, and so serve, a file outside it.
+    """
     started = time.perf_counter()
     root = Path(video_dir)
     index_dir = Path(index_dir)
@@ -128,8 +176,17 @@ def index_folder(
         by_path = {os.path.normpath(index_dir.resolve() / v.path): v for v in writer.videos}
         taken = {v.video_id: os.path.normpath(index_dir.resolve() / v.path) for v in writer.videos}
         todo = []
-        for path in paths:
-            resolved = str(path.resolve())
+        roots = [Path(r).resolve() for r in confine_to] if confine_to is not None else None
+        seen: set[str] = set()
+        for path in sorted(paths, key=Path.is_symlink):  # real files first: a file keeps its own name over a link's
+            resolved = resolved_path(path)
+            if roots is not None and not any(Path(resolved).is_relative_to(r) for r in roots):
+                report.failed.append((str(path), f"{path}: links outside the folders this app may index"))
+                continue
+            if resolved in seen:  # a symlink to a file already listed: one file, one entry
+                report.aliases.append(str(path))
+                continue
+            seen.add(resolved)
             known = by_path.get(resolved)
             if known is not None:
                 try:
@@ -143,7 +200,7 @@ def index_folder(
             todo.append((path, known.video_id if known else _video_id(path, base, taken), num_frames))
 
         if prune:
-            on_disk = {str(p.resolve()) for p in paths}
+            on_disk = {resolved_path(p) for p in paths}
             for resolved, record in by_path.items():
                 if resolved not in on_disk and (root.is_dir() and Path(resolved).is_relative_to(root.resolve())):
                     writer.remove(record.video_id)
@@ -155,8 +212,8 @@ def index_folder(
             if not batch:
                 return
             began = time.perf_counter()
-            frames = np.concatenate([d.sampled.frames for d in batch])
-            encoded = backbone.encode_frames(frames, patch_dtype=torch.float16)  # stored as float16
+            frames = [d.sampled.frames for d in batch]
+            encoded = encode_clips(backbone, frames, patch_dtype=torch.float16)  # stored as float16
             encoded_at = time.perf_counter()
             report.encode_s += encoded_at - began
             frame_feats = encoded.frame.numpy().reshape(len(batch), num_frames, -1)
@@ -166,11 +223,11 @@ def index_folder(
             raw_feats = encoded.raw.numpy().reshape(len(batch), num_frames, -1) if header.raw_dim else None
             coarse = meanp.video_embedding(frame_feats).numpy()
             for i, decoded in enumerate(batch):
-                known = by_path.get(str(decoded.path.resolve()))
+                known = by_path.get(resolved_path(decoded.path))
                 s = decoded.sampled
                 record = VideoRecord(
                     video_id=decoded.video_id,
-                    path=os.path.relpath(decoded.path.resolve(), index_dir.resolve()),
+                    path=os.path.relpath(resolved_path(decoded.path), index_dir.resolve()),
                     size=decoded.stat.st_size,
                     mtime_ns=decoded.stat.st_mtime_ns,
                     sha256=decoded.sha256,
@@ -190,7 +247,7 @@ def index_folder(
                     raw=raw_feats[i] if raw_feats is not None else None,
                 ))
                 (report.updated if known else report.added).append(decoded.video_id)
-            report.frames_encoded += len(frames)
+            report.frames_encoded += sum(len(f) for f in frames)
             report.store_s += time.perf_counter() - encoded_at
             batch.clear()
 
@@ -211,7 +268,7 @@ def index_folder(
             if decoded.error:
                 report.failed.append((str(decoded.path), decoded.error))
             else:
-                known = by_path.get(str(decoded.path.resolve()))
+                known = by_path.get(resolved_path(decoded.path))
                 if known is not None and known.sha256 == decoded.sha256:
                     # touched but identical: nothing to re-encode, but record the new mtime
                     report.unchanged += 1

@@ -6,11 +6,60 @@ panels, one with gates gets a gate chart, per-frame lists in `extra` become extr
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
 from . import plots
 from .explorer import DslView, ExplainView, TextToVideo, VideoToText
+
+
+class ImageFiles:
+    """Images handed to a web front end as files, written once and atomically, named by content.
+
+    Gradio saves an image output by rewriting a file named after its content hash in place, so
+    two concurrent requests that produce the same image (one thumbnail in two searches) can serve
+    a half-written file. Files given to it instead are copied into its cache with an atomic
+    rename. Files older than `max_age_s` are deleted as new ones arrive (bounded disk).
+    """
+
+    def __init__(self, folder: str | os.PathLike, max_age_s: float = 3600.0):
+        self.folder, self.max_age_s = Path(folder), max_age_s
+        self._next_sweep = 0.0
+
+    def __call__(self, image: Image.Image | None) -> str | None:
+        if image is None:
+            return None
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=1)
+        data = buffer.getvalue()
+        path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+        if not path.is_file():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            staging = path.with_name(f".{path.name}.{os.getpid()}.{id(buffer)}")
+            staging.write_bytes(data)
+            os.replace(staging, path)
+        else:
+            os.utime(path)
+        self._sweep()
+        return str(path)
+
+    def _sweep(self) -> None:
+        now = time.time()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + min(60.0, self.max_age_s)
+        for old in self.folder.glob("*.png"):
+            try:
+                if now - old.stat().st_mtime > self.max_age_s:
+                    old.unlink()
+            except OSError:
+                pass  # another thread swept it first
 
 
 def gallery_items(result: TextToVideo) -> list[tuple[Image.Image, str]]:

@@ -6,6 +6,7 @@ one. Every file the project writes that others read goes through here.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -57,6 +58,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Temporary files `atomic_write` left for `path` in processes killed mid-write (kill -9 runs
+    no cleanup); only a process that alone writes `path` (under a lock) may delete them."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Delete them, so repeated kills do not pile up garbage; returns how many there were."""
+    found = stale_temps(path)
+    for temp in found:
+        temp.unlink(missing_ok=True)
+    return len(found)
 
 
 def write_synced(path: str | os.PathLike, data: bytes) -> None:

@@ -27,8 +27,8 @@ import torch.distributed as dist
 from .backbones.base import TextFeatures
 from .errors import VtrError
 from .evaluate import evaluate_head
-from .methods import RetrievalHead, save_head
-from .storage import atomic_torch_save
+from .methods import RetrievalHead, load_state, read_plain, save_head
+from .storage import atomic_torch_save, remove_stale_temps
 
 
 @dataclass
@@ -228,11 +228,15 @@ def train_head(
     result, start_epoch = TrainResult(), 0
 
     last = output_dir / "last.pt"
+    if rank == 0:  # a run killed while saving leaves its temporary file; without this they pile up
+        remove_stale_temps(last)
+        remove_stale_temps(output_dir / "best.pt")
     if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        if state["method"] != head.name:
-            raise VtrError(f"{last} holds a {state['method']} run, not {head.name}")
-        head.load_state_dict(state["head"])
+        state = read_plain(last, "resume file")  # plain tensors only: a pickle that runs code is refused
+        if not isinstance(state, dict) or state.get("method") != head.name:
+            held = state.get("method") if isinstance(state, dict) else None
+            raise VtrError(f"resume file {last} holds a {held} run, not {head.name}: use another --output")
+        load_state(head, state["head"], f"resume file {last}")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])

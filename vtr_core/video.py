@@ -6,8 +6,11 @@ This is the first step of the pipeline (video file -> frames). Everything after 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +58,74 @@ def uniform_frame_indices(num_source_frames: int, num_frames: int) -> np.ndarray
     return np.minimum(centres.astype(np.int64), num_source_frames - 1)
 
 
+# decord prefixes its messages with "[hh:mm:ss] /path/to/file.cc:123: "
+_DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
+
+
+# ffmpeg error codes decord reports as bare numbers
+_AVERRORS = {"1094995529": "invalid data", "541478725": "unexpected end of file"}
+
+
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    text = _DECORD_PREFIX.sub("", str(exc)).strip().splitlines()
+    line = text[0][:200] if text else type(exc).__name__
+    return next((meaning for code, meaning in _AVERRORS.items() if code in line), line)
+
+
+def _check_file(path: str) -> bytes:
+    """Reject what is not a readable regular file, with one line; return its first bytes.
+
+    Opening the file (not `os.access`) is the real check: it applies the effective user's
+    rights, and a FIFO named .mp4 is refused before a decoder could block reading it.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise VideoError(f"{path}: symbolic link loop") from None
+        if os.path.islink(path):
+            raise VideoError(f"{path}: broken symbolic link (to {os.readlink(path)})") from None
+        if exc.errno == errno.ENOENT:
+            raise VideoError(f"{path}: no such file") from None
+        raise VideoError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise VideoError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except PermissionError:
+        raise VideoError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    return head
+
+
+def _probe_size(path: str, head: bytes) -> tuple[int, int]:
+    """Width and height of the video stream from the container's headers, decoding no frame.
+
+    Decoding a first frame to learn the size (as decord alone would) costs a full-size frame:
+    about 400 MB of decoder buffers for an 8K video. The headers also tell an audio-only file
+    apart from a broken one.
+    """
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.best("video")
+            if stream is None:
+                audio = " (audio only)" if container.streams.audio else ""
+                raise VideoError(f"{path}: no video stream{audio}")
+            width, height = stream.codec_context.width, stream.codec_context.height
+    except av.FFmpegError as exc:
+        reason = getattr(exc, "strerror", None) or _one_line(exc)
+        if head[4:8] == b"ftyp":  # an mp4/mov whose index (moov) is missing: cut short while written or copied
+            raise VideoError(f"{path}: truncated or corrupt video ({reason})") from None
+        raise VideoError(f"{path}: not a readable video ({reason})") from None
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{path}: the video stream has no frame size")
+    return width, height
 
 
 def _open_reader(path: str, width: int = -1, height: int = -1):
@@ -66,35 +134,33 @@ def _open_reader(path: str, width: int = -1, height: int = -1):
     decord.logging.set_level(decord.logging.QUIET)
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
-    except Exception as exc:  # decord raises RuntimeError/DECORDError for anything it cannot parse
-        raise VideoError(f"{path}: not a readable video ({_one_line(exc)})") from None
+    except Exception as exc:  # decord raises RuntimeError/DECORDError; the headers were fine, so the data is not
+        raise VideoError(f"{path}: truncated or corrupt video ({_one_line(exc)})") from None
+
+
+def decode_size(width: int, height: int) -> tuple[int, int]:
+    """(-1, -1) for the source size, or a size whose short side is DECODE_SHORT_SIDE (large frames)."""
+    if min(height, width) <= 2 * DECODE_SHORT_SIDE:
+        return -1, -1
+    scale = DECODE_SHORT_SIDE / min(height, width)
+    # even sizes keep the scaler happy with yuv420 sources
+    return 2 * round(width * scale / 2), 2 * round(height * scale / 2)
 
 
 def read_video(path: str | os.PathLike, num_frames: int = 12) -> SampledFrames:
-    """Decode `num_frames` uniformly sampled RGB frames, or raise `VideoError` naming the file."""
-    path = str(path)
-    if not os.path.exists(path):
-        raise VideoError(f"{path}: no such file")
-    if not os.path.isfile(path):
-        raise VideoError(f"{path}: not a regular file")
-    if not os.access(path, os.R_OK):
-        raise VideoError(f"{path}: permission denied")
-    if os.path.getsize(path) == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
+    """Decode `num_frames` uniformly sampled RGB frames, or raise `VideoError` naming the file.
 
-    reader = _open_reader(path)
+    Any length and frame size is a valid video: a one-frame clip repeats its frame, a large frame
+    is decoded at a reduced size (never a full-size copy per sample), and a long video is sampled
+    by seeking to the keyframes before each sample, not decoded end to end.
+    """
+    path = str(path)
+    head = _check_file(path)
+    width, height = _probe_size(path, head)
+    reader = _open_reader(path, *decode_size(width, height))
     num_source_frames = len(reader)
     if num_source_frames == 0:
         raise VideoError(f"{path}: the video has no frames")
-    try:
-        first = reader[0].shape
-    except Exception as exc:
-        raise VideoError(f"{path}: cannot decode the first frame ({_one_line(exc)})") from None
-    height, width = int(first[0]), int(first[1])
-    if min(height, width) > 2 * DECODE_SHORT_SIDE:
-        scale = DECODE_SHORT_SIDE / min(height, width)
-        # even sizes keep the scaler happy with yuv420 sources
-        reader = _open_reader(path, width=2 * round(width * scale / 2), height=2 * round(height * scale / 2))
 
     indices = uniform_frame_indices(num_source_frames, num_frames)
     try:

@@ -80,6 +80,26 @@ def cached_weights_path(model_name: str, pretrained: str) -> str | None:
     return None
 
 
+def check_weights_file(path: str | os.PathLike) -> None:
+    """Read a local checkpoint as plain tensors before open_clip does, so a file whose pickle would
+    run code is refused here whatever open_clip's own loader does (it falls back to a plain
+    `torch.load` on some errors). safetensors and numpy files hold no pickles."""
+    path = Path(path)
+    if path.suffix in {".safetensors", ".npz", ".npy"}:
+        return
+    try:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: no second copy in memory
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            torch.load(path, map_location="cpu", weights_only=True)  # the legacy (pre-zip) format
+    except Exception as exc:
+        from ..methods import load_failure
+
+        raise BackboneError(f"clip checkpoint {path}: not a file of plain weights ({load_failure(exc)})") from None
+
+
 class ClipBackbone:
     # CLIP's frame features are already trained for the joint space; heads adapt them directly.
     raw_dim = 0
@@ -91,8 +111,15 @@ class ClipBackbone:
         model_name, pretrained = parse_clip_spec(body)
         if pretrained and _looks_like_path(pretrained) and not os.path.isfile(pretrained):
             raise BackboneError(f"clip checkpoint {pretrained}: no such file")
+        if pretrained and os.path.isfile(pretrained):
+            check_weights_file(pretrained)
+        elif model_name.startswith("local-dir:") and os.path.isdir(model_name[len("local-dir:"):]):
+            for weights in Path(model_name[len("local-dir:"):]).iterdir():
+                if weights.suffix in {".bin", ".pth", ".pt"}:
+                    check_weights_file(weights)
         try:
-            self.model = open_clip.create_model(model_name, pretrained=pretrained, device=device).eval()
+            self.model = open_clip.create_model(model_name, pretrained=pretrained, device=device,
+                                                weights_only=True).eval()
             self.tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

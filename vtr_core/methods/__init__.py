@@ -9,6 +9,7 @@ numbers, strings and lists only, never arbitrary pickles.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,9 @@ CHECKPOINT_FORMAT = "vtr-head"
 CHECKPOINT_VERSION = 1
 SHIPPED_HEADS = Path(__file__).resolve().parents[2] / "precomputed" / "heads"
 
-__all__ = ["METHODS", "Explanation", "RetrievalHead", "State", "best_shipped_method", "concat_states", "create_head",
-           "default_checkpoint",
-           "load_head", "save_head", "select_rows"]
+__all__ = ["METHODS", "CheckpointError", "Explanation", "RetrievalHead", "State", "best_shipped_method",
+           "concat_states", "create_head", "default_checkpoint", "load_head", "load_state", "read_plain", "save_head",
+           "select_rows"]
 
 
 class CheckpointError(VtrError):
@@ -98,43 +99,111 @@ def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frame
     )
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def load_failure(exc: Exception) -> str:
+    """A short reason for a failed `torch.load(weights_only=True)`, naming what a pickle would have run."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it asks to run {refused.group(1)} when unpickled: refused"
+    return text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
+
+
+def read_plain(path: str | Path, what: str = "checkpoint") -> Any:
+    """`torch.load` of plain data only (weights_only): a pickle that would run code is refused."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: no such file")
+        raise CheckpointError(f"{what} {path}: no such file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path}: not a loadable head checkpoint ({reason})") from None
+        raise CheckpointError(f"{what} {path}: not a loadable file of plain tensors ({load_failure(exc)})") from None
+
+
+REQUIRED_FIELDS = ("method", "backbone_id", "embed_dim", "num_frames", "config", "state_dict")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        checkpoint = read_plain(path)
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc).replace("not a loadable file", "not a loadable head checkpoint", 1)) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a vtr head checkpoint")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {checkpoint.get('version')}, expected {CHECKPOINT_VERSION}")
+    missing = [k for k in REQUIRED_FIELDS if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: incomplete head checkpoint (no {', '.join(missing)})")
+    if checkpoint["method"] not in METHODS:
+        raise CheckpointError(f"checkpoint {path} is for method {checkpoint['method']!r}, "
+                              f"which this version does not know ({', '.join(METHODS)})")
     return checkpoint
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[:1] in 'aeios' else 'a'} {name}"  # an eercf, an s3ma, a camoe, a meanp
+
+
+def _describe(head: RetrievalHead) -> str:
+    return f"{_a(head.name)} head for {head.embed_dim}-d features"
+
+
+def load_state(head: RetrievalHead, state: Any, what: str) -> None:
+    """`head.load_state_dict(state)`, with a one-line error naming the first thing that does not fit."""
+    expected = head.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{what}: its weights are not a dict of tensors")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if wrong:
+        key = wrong[0]
+        raise CheckpointError(f"{what} does not fit {_describe(head)}: {key} is {list(state[key].shape)} in the file, "
+                              f"{list(expected[key].shape)} in the head")
+    if missing or unexpected:
+        why = f"the file lacks {missing[0]}" if missing else f"the file has {unexpected[0]}, which the head lacks"
+        more = len(missing) + len(unexpected) - 1
+        raise CheckpointError(f"{what} does not fit {_describe(head)}: {why}" + (f" (and {more} more)" if more else ""))
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{what} does not fit {_describe(head)} ({str(exc).strip().splitlines()[0][:160]})") from None
 
 
 def load_head(path: str | Path, backbone: Backbone, method: str | None = None, num_frames: int | None = None) -> RetrievalHead:
     """A trained head; any mismatch with the caller's method, backbone or frames is an error."""
     checkpoint = read_checkpoint(path)
-    if method is not None and checkpoint["method"] != method:
-        raise CheckpointError(f"checkpoint {path} is for method {checkpoint['method']}, not {method}")
+    name, dim, raw_dim = checkpoint["method"], checkpoint["embed_dim"], checkpoint.get("raw_dim", 0)
+    if method is not None and name != method:
+        raise CheckpointError(f"checkpoint {path} is for method {name}, not {method} ({_a(name)} head for {dim}-d features)")
     if checkpoint["backbone_id"] != backbone.id:
         raise CheckpointError(
-            f"checkpoint {path} was trained on backbone {checkpoint['backbone_id']}, this run uses {backbone.id}"
+            f"checkpoint {path} was trained on backbone {checkpoint['backbone_id']} ({dim}-d), "
+            f"this run uses {backbone.id} ({backbone.embed_dim}-d)"
         )
-    if checkpoint["embed_dim"] != backbone.embed_dim:
-        raise CheckpointError(f"checkpoint {path} has dimension {checkpoint['embed_dim']}, backbone {backbone.embed_dim}")
+    if dim != backbone.embed_dim:
+        raise CheckpointError(f"checkpoint {path} is {_a(name)} head for {dim}-d features; "
+                              f"backbone {backbone.id} gives {backbone.embed_dim}-d")
+    if raw_dim != backbone.raw_dim:
+        raise CheckpointError(f"checkpoint {path} is {_a(name)} head for {raw_dim}-d raw features; "
+                              f"backbone {backbone.id} gives {backbone.raw_dim}-d")
     if num_frames is not None and "num_frames" in checkpoint["config"] and checkpoint["num_frames"] != num_frames:
         raise CheckpointError(f"checkpoint {path} was trained with {checkpoint['num_frames']} frames, the index has {num_frames}")
-    config_class = method_class(checkpoint["method"]).config_class
-    config = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()})
-    head = method_class(checkpoint["method"])(checkpoint["embed_dim"], config, raw_dim=checkpoint.get("raw_dim", 0))
+    config_class = method_class(name).config_class
+    try:
+        config = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()})
+        head = method_class(name)(dim, config, raw_dim=raw_dim)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its {name} settings do not fit this version ({exc})") from None
     state = checkpoint["state_dict"]
-    if isinstance(head, S3MA):
-        head.concepts = torch.nn.Parameter(torch.zeros(state["concepts"].shape))
-    head.load_extra_state(checkpoint["head_extra"])
-    head.load_state_dict(state)
+    if isinstance(head, S3MA) and isinstance(state, dict) and isinstance(state.get("concepts"), torch.Tensor):
+        head.concepts = torch.nn.Parameter(torch.zeros(state["concepts"].shape[0], dim))
+    try:
+        head.load_extra_state(checkpoint.get("head_extra", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: damaged {name} extra state ({type(exc).__name__}: {exc})") from None
+    load_state(head, state, f"checkpoint {path}")
     return head.eval()
 
 
