@@ -198,3 +198,30 @@ def test_results_table_and_plots():
     image = plots.heat_map(np.arange(6).reshape(2, 3), ["a", "b"], ["x", "y", "z"], title="t",
                            marks=np.eye(2, 3, dtype=bool))
     assert image.width > 3 * 34 and image.height > 2 * 34
+
+
+def test_folders_and_uploads_are_confined(lite_backbone, tmp_path):
+    explorer = Explorer(DEMO_INDEX, device="cpu", workdir=tmp_path / "work", video_roots=[tmp_path / "allowed"],
+                        max_upload_bytes=8_000)
+    # by default only the folders holding the clips (and the uploads folder); the given root is added
+    assert explorer.video_roots == sorted([str(REPO / "assets" / "videos"), str(explorer.uploads_dir),
+                                           str((tmp_path / "allowed").resolve())])
+    (tmp_path / "allowed" / "sub").mkdir(parents=True)
+    assert explorer.allowed_folder(tmp_path / "allowed" / "sub" / ".." / "sub") == (tmp_path / "allowed" / "sub").resolve()
+    for outside in (tmp_path, tmp_path / "allowed" / ".." / "work", "/"):
+        with pytest.raises(VtrError, match="outside the folders this app may index"):
+            explorer.index_folder(outside)
+    (tmp_path / "allowed" / "out").symlink_to(tmp_path / "work", target_is_directory=True)
+    with pytest.raises(VtrError, match="outside the folders"):
+        explorer.allowed_folder(tmp_path / "allowed" / "out")
+    with pytest.raises(VtrError, match="no such folder"):
+        explorer.index_folder(tmp_path / "allowed" / "missing")
+
+    small = write_video(tmp_path / "small.mp4", num_frames=10, size=(64, 48), seed=1)
+    large = write_video(tmp_path / "large.mp4", num_frames=60, size=(320, 240), seed=2)
+    assert small.stat().st_size <= 8_000 < large.stat().st_size
+    assert explorer.check_upload(small) == small
+    for call in (lambda: explorer.add_clip(large), lambda: explorer.video_to_text(str(large), "meanp")):
+        with pytest.raises(VideoError, match=r"large.mp4: [0-9.]+ MB is over the upload limit of 0.00763 MB"):
+            call()
+    assert len(explorer.index) == 39

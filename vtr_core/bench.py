@@ -635,10 +635,13 @@ def render_performance(results: dict[str, dict]) -> str:
                           "0.4 ms), not by memory bandwidth; at 1M the product alone runs near the floor. The re-rank "
                           "times do not grow with N: stage 2 scores k videos whatever the collection size.", ""]
             else:
+                hardness = ("uniformly random unit vectors are HNSW's hardest case, real features cluster"
+                            if "uniform" in result.get("vectors", "uniform") else
+                            "the fitted Gaussian keeps real vectors' narrow cone and the gap between text and video, "
+                            "but none of a real collection's clusters: it is harder than a real collection of that size")
                 lines += ["", "Target for CPU coarse search: HNSW under 2 ms at recall@10 >= 0.95 (the HNSW column shows "
-                          "the fastest efSearch reaching 0.95, else the most accurate one tried; uniformly random unit "
-                          "vectors are HNSW's hardest case, real features cluster). The re-rank times do not grow with N: "
-                          "stage 2 scores k videos whatever the collection size.", ""]
+                          f"the fastest efSearch reaching 0.95, else the most accurate one tried; {hardness}). The re-rank "
+                          "times do not grow with N: stage 2 scores k videos whatever the collection size.", ""]
         elif "backbones" in result:
             d = result["decode"]
             lines += [f"## Indexing throughput ({name}: {result['device']}, {result['machine'].get('gpu') or result['machine']['processor']})", "",

@@ -28,3 +28,7 @@ class IndexMismatchError(VtrError):
 
 class QueryError(VtrError):
     """A query that cannot be searched (empty, not text)."""
+
+
+class CheckpointError(VtrError):
+    """A checkpoint that does not fit: another method, backbone or dimension, or not a checkpoint."""

@@ -554,8 +554,8 @@ class Explorer:
         except OSError:
             raise VideoError(f"{name}: the upload is gone (no such file)") from None
         if size > self.max_upload_bytes:
-            raise VideoError(f"{name}: {size / 2**20:.1f} MB is over the upload limit of "
-                             f"{self.max_upload_bytes / 2**20:.0f} MB")
+            raise VideoError(f"{name}: {size / 2**20:.3g} MB is over the upload limit of "
+                             f"{self.max_upload_bytes / 2**20:.3g} MB")
         return path
 
     def add_clip(self, path: str | os.PathLike, name: str | None = None,

@@ -1,7 +1,8 @@
 """Crash-safe file writes: write a temporary file, fsync it, rename it over the target.
 
 A reader (or a process killed mid-write) sees either the old file or the new one, never a torn
-one. Every file the project writes that others read goes through here.
+one. Every file the project writes that others read goes through here, and so do reads of torch
+files that may come from elsewhere (`read_plain`: plain tensors only, never code in a pickle).
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from .errors import CheckpointError
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -100,3 +104,26 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
     atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+# ------------------------------------------------------------------ reading untrusted files
+def load_failure(exc: Exception) -> str:
+    """A short reason for a failed `torch.load(weights_only=True)`, naming what a pickle would have run."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it asks to run {refused.group(1)} when unpickled: refused"
+    return text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
+
+
+def read_plain(path: str | Path, what: str = "checkpoint") -> Any:
+    """`torch.load` of plain data only (weights_only): a pickle that would run code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path}: no such file")
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{what} {path}: not a loadable file of plain tensors ({load_failure(exc)})") from None

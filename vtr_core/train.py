@@ -27,8 +27,8 @@ import torch.distributed as dist
 from .backbones.base import TextFeatures
 from .errors import VtrError
 from .evaluate import evaluate_head
-from .methods import RetrievalHead, load_state, read_plain, save_head
-from .storage import atomic_torch_save, remove_stale_temps
+from .methods import RetrievalHead, load_state, save_head
+from .storage import atomic_torch_save, read_plain, remove_stale_temps
 
 
 @dataclass

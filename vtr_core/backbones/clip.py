@@ -19,8 +19,15 @@ import numpy as np
 import torch
 
 from ..errors import BackboneError
-from ..storage import file_sha256
-from .base import FrameFeatures, TextFeatures, autocast, clean_queries, concat_text_features, frames_to_tensor
+from ..storage import file_sha256, load_failure
+from .base import (
+    FrameFeatures,
+    TextFeatures,
+    autocast,
+    clean_queries,
+    concat_text_features,
+    frames_to_tensor,
+)
 
 DEFAULT_CLIP = "ViT-B-32/openai"
 TEXT_BATCH = 256
@@ -95,7 +102,6 @@ def check_weights_file(path: str | os.PathLike) -> None:
                 raise
             torch.load(path, map_location="cpu", weights_only=True)  # the legacy (pre-zip) format
     except Exception as exc:
-        from ..methods import load_failure
 
         raise BackboneError(f"clip checkpoint {path}: not a file of plain weights ({load_failure(exc)})") from None
 

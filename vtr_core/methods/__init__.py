@@ -9,16 +9,22 @@ numbers, strings and lists only, never arbitrary pickles.
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..backbones import Backbone
-from ..errors import VtrError
-from ..storage import atomic_torch_save
-from .base import Explanation, HeadConfig, RetrievalHead, State, concat_states, select_rows
+from ..errors import CheckpointError, VtrError
+from ..storage import atomic_torch_save, read_plain
+from .base import (
+    Explanation,
+    HeadConfig,
+    RetrievalHead,
+    State,
+    concat_states,
+    select_rows,
+)
 from .camoe import CAMoE
 from .eercf import EERCF
 from .meanp import MeanPooling
@@ -32,10 +38,6 @@ SHIPPED_HEADS = Path(__file__).resolve().parents[2] / "precomputed" / "heads"
 __all__ = ["METHODS", "CheckpointError", "Explanation", "RetrievalHead", "State", "best_shipped_method",
            "concat_states", "create_head", "default_checkpoint", "load_head", "load_state", "read_plain", "save_head",
            "select_rows"]
-
-
-class CheckpointError(VtrError):
-    """A checkpoint that does not fit: another method, backbone or dimension, or not a checkpoint."""
 
 
 def method_class(name: str) -> type[RetrievalHead]:
@@ -97,26 +99,6 @@ def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frame
         },
         path,
     )
-
-
-def load_failure(exc: Exception) -> str:
-    """A short reason for a failed `torch.load(weights_only=True)`, naming what a pickle would have run."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    refused = re.search(r"GLOBAL ([\w.]+)", text)
-    if refused:
-        return f"it asks to run {refused.group(1)} when unpickled: refused"
-    return text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
-
-
-def read_plain(path: str | Path, what: str = "checkpoint") -> Any:
-    """`torch.load` of plain data only (weights_only): a pickle that would run code is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path}: no such file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{what} {path}: not a loadable file of plain tensors ({load_failure(exc)})") from None
 
 
 REQUIRED_FIELDS = ("method", "backbone_id", "embed_dim", "num_frames", "config", "state_dict")
