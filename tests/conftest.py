@@ -12,6 +12,30 @@ REPO = Path(__file__).resolve().parents[1]
 MSRVTT = Path(os.environ.get("VTR_MSRVTT_DIR", REPO.parent / "shared" / "data" / "msrvtt"))
 
 
+# a real open_clip architecture small enough to build in a test (32-d embeddings)
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def save_tiny_clip(folder: Path, name: str, seed: int = 0):
+    """Register TINY_CLIP with open_clip as `name` and save seeded weights the way users save
+    checkpoints: (the model, the checkpoint path)."""
+    import json
+
+    import open_clip
+    import torch
+
+    (folder / f"{name}.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder / f"{name}.json")
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name)
+    torch.save({"state_dict": model.state_dict()}, folder / f"{name}.pt")
+    return model, folder / f"{name}.pt"
+
+
 def write_video(
     path: Path,
     num_frames: int = 30,

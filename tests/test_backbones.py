@@ -5,16 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import TINY_CLIP, save_tiny_clip
 from vtr_core.backbones import create_backbone, resolve_backbone_spec
 from vtr_core.backbones.base import clean_queries, frames_to_tensor
 from vtr_core.errors import BackboneError, QueryError
 from vtr_core.video import read_video
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 
 
 # ---------------------------------------------------------------- shared preprocessing / queries
@@ -103,16 +98,8 @@ def test_lite_semantics_text_matches_imagenet_class(lite_backbone):
 @pytest.fixture(scope="module")
 def tiny_clip_checkpoint(tmp_path_factory):
     """A real open_clip model of a small architecture, saved the way users save checkpoints."""
-    import open_clip
-
     folder = tmp_path_factory.mktemp("tiny_clip")
-    config = folder / "tiny-clip-test.json"
-    config.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    model = open_clip.create_model("tiny-clip-test")
-    checkpoint = folder / "tiny.pt"
-    torch.save({"state_dict": model.state_dict()}, checkpoint)
+    model, checkpoint = save_tiny_clip(folder, "tiny-clip-test")
     local_dir = folder / "local"
     local_dir.mkdir()
     (local_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": {}}))

@@ -72,8 +72,7 @@ def test_bench_cli_needs_json_and_writes_it(tmp_path):
 def test_indexing_and_training_suites_small(tmp_path, lite_backbone):
     import open_clip
 
-    from tests.conftest import write_video
-    from tests.test_backbones import TINY_CLIP
+    from tests.conftest import TINY_CLIP, write_video
 
     folder = tmp_path / "videos"
     folder.mkdir()

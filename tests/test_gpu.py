@@ -3,14 +3,13 @@
 Skipped without CUDA (CI has none); run on a GPU machine with `pytest tests/test_gpu.py`.
 """
 
-import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.test_backbones import TINY_CLIP
+from tests.conftest import save_tiny_clip
 from tests.test_exact_search import unit
 from vtr_core.backbones import create_backbone
 from vtr_core.backbones.base import TextFeatures
@@ -62,14 +61,8 @@ def test_batched_rerank_on_gpu_matches_cpu():
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    import open_clip
-
-    folder = tmp_path_factory.mktemp("tiny-clip-gpu")
-    (folder / "tiny-clip-gpu.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(folder / "tiny-clip-gpu.json")
-    torch.manual_seed(0)
-    torch.save({"state_dict": open_clip.create_model("tiny-clip-gpu").state_dict()}, folder / "tiny.pt")
-    return f"clip:tiny-clip-gpu/{folder / 'tiny.pt'}"
+    _, checkpoint = save_tiny_clip(tmp_path_factory.mktemp("tiny-clip-gpu"), "tiny-clip-gpu")
+    return f"clip:tiny-clip-gpu/{checkpoint}"
 
 
 def test_clip_frames_on_gpu_match_cpu(tiny_clip):

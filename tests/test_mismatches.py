@@ -18,11 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO, write_video
-from tests.test_backbones import TINY_CLIP
+from tests.conftest import REPO, TINY_CLIP, save_tiny_clip, write_video
 from vtr_core.backbones import create_backbone
 from vtr_core.cli import main
-from vtr_core.errors import BackboneError, IndexFormatError, IndexMismatchError, VtrError
+from vtr_core.errors import (
+    BackboneError,
+    IndexFormatError,
+    IndexMismatchError,
+    VtrError,
+)
 from vtr_core.features import caption_features, features_dir
 from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
 from vtr_core.indexer import index_folder
@@ -78,14 +82,8 @@ def lite_index(tmp_path_factory, lite_backbone) -> Path:
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """A real open_clip backbone (32-d) from a checkpoint file saved here."""
-    import open_clip
-
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / "tiny-clip-test.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(folder / "tiny-clip-test.json")
-    torch.manual_seed(0)
-    torch.save({"state_dict": open_clip.create_model("tiny-clip-test").state_dict()}, folder / "tiny.pt")
-    return create_backbone(f"clip:tiny-clip-test/{folder / 'tiny.pt'}", "cpu")
+    _, checkpoint = save_tiny_clip(tmp_path_factory.mktemp("tiny_clip"), "tiny-clip-test")
+    return create_backbone(f"clip:tiny-clip-test/{checkpoint}", "cpu")
 
 
 def random_header(**changes) -> IndexHeader:

@@ -108,21 +108,12 @@ def test_two_process_torchrun_step_equals_one_process(tmp_path):
 
 def test_end_to_end_fine_tuning_of_a_clip_backbone(tmp_path, video_folder, lite_backbone):
     """The tiny CLIP model and a head train together; the tuned weights become a loadable backbone."""
-    import json as _json
-
-    import open_clip
-
-    from tests.test_backbones import TINY_CLIP
+    from tests.conftest import save_tiny_clip
     from vtr_core.backbones import create_backbone
     from vtr_core.errors import VtrError
     from vtr_core.train import EndToEndData, fine_tune, prepare_pixels
 
-    config_file = tmp_path / "tiny-e2e.json"
-    config_file.write_text(_json.dumps(TINY_CLIP))
-    open_clip.add_model_config(config_file)
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "start.pt"
-    torch.save({"state_dict": open_clip.create_model("tiny-e2e").state_dict()}, checkpoint)
+    _, checkpoint = save_tiny_clip(tmp_path, "tiny-e2e")
     backbone = create_backbone(f"clip:tiny-e2e/{checkpoint}", "cpu")
     before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
 

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import VtrError
+from .errors import IndexMismatchError, VtrError
 
 
 def _progress_bar(description: str, unit: str = "video"):
@@ -36,7 +36,6 @@ def _progress_bar(description: str, unit: str = "video"):
 def _backbone_for_index(index_dir: str, requested: str | None, device: str):
     """The backbone an existing index was built with; a different explicit request is an error."""
     from .backbones import create_backbone, resolve_backbone_spec
-    from .errors import IndexMismatchError
     from .index import VideoIndex
 
     index = VideoIndex.open(index_dir)
@@ -55,7 +54,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import index_folder
 
     frames, store_patches, faiss_factory = args.frames or 12, not args.no_patches, args.faiss or "Flat"
-    if VideoIndex.exists(args.index):  # an existing index keeps its settings unless told otherwise
+    if VideoIndex.exists(args.index):  # an existing index keeps its settings; asking for others is an error
+        header = VideoIndex.open(args.index).header  # checked before the backbone loads: the answer is immediate
+        for option, asked, built in (("--frames", args.frames, header.num_frames),
+                                     ("--faiss", args.faiss, header.faiss_factory)):
+            if asked is not None and asked != built:
+                raise IndexMismatchError(f"index {args.index} was built with {option} {built}; this run asks for "
+                                         f"{asked}: index into a new directory to change it")
         index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
         frames = args.frames or index.header.num_frames
         store_patches = index.header.store_patches and not args.no_patches
