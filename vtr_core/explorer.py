@@ -191,9 +191,7 @@ class _Loaded:
 
 def check_query(query: str) -> str:
     """The query with control characters dropped and whitespace collapsed, or a one-line error."""
-    if not isinstance(query, str):
-        raise QueryError("empty query: type a few words describing the clip")
-    query = " ".join("".join(c if c.isprintable() else " " for c in query).split())
+    query = " ".join("".join(c if c.isprintable() else " " for c in query).split()) if isinstance(query, str) else ""
     if not query:
         raise QueryError("empty query: type a few words describing the clip")
     if len(query) > MAX_QUERY_CHARS:

@@ -94,9 +94,8 @@ def resolved_path(path: Path) -> str:
         return os.path.abspath(path)
 
 
-def _video_id(path: Path, root: Path, taken: dict[str, str]) -> str:
+def _video_id(path: Path, resolved: str, root: Path, taken: dict[str, str]) -> str:
     """The file stem, or the relative path without suffix when another file has that stem."""
-    resolved = resolved_path(path)
     for candidate in (path.stem, path.relative_to(root).with_suffix("").as_posix() if path.is_relative_to(root) else resolved):
         if taken.get(candidate, resolved) == resolved:
             taken[candidate] = resolved
@@ -173,13 +172,15 @@ def index_folder(
     base = root if root.is_dir() else root.parent
 
     with VideoIndex.writer(index_dir, header) as writer:
-        by_path = {os.path.normpath(index_dir.resolve() / v.path): v for v in writer.videos}
-        taken = {v.video_id: os.path.normpath(index_dir.resolve() / v.path) for v in writer.videos}
+        index_root = index_dir.resolve()
+        by_path = {os.path.normpath(index_root / v.path): v for v in writer.videos}
+        taken = {v.video_id: os.path.normpath(index_root / v.path) for v in writer.videos}
+        resolved_of = {path: resolved_path(path) for path in paths}  # each file's real path, resolved once
         todo = []
         roots = [Path(r).resolve() for r in confine_to] if confine_to is not None else None
         seen: set[str] = set()
         for path in sorted(paths, key=Path.is_symlink):  # real files first: a file keeps its own name over a link's
-            resolved = resolved_path(path)
+            resolved = resolved_of[path]
             if roots is not None and not any(Path(resolved).is_relative_to(r) for r in roots):
                 report.failed.append((str(path), f"{path}: links outside the folders this app may index"))
                 continue
@@ -197,10 +198,10 @@ def index_folder(
                 if stat.st_size == known.size and stat.st_mtime_ns == known.mtime_ns:
                     report.unchanged += 1
                     continue
-            todo.append((path, known.video_id if known else _video_id(path, base, taken), num_frames))
+            todo.append((path, known.video_id if known else _video_id(path, resolved, base, taken), num_frames))
 
         if prune:
-            on_disk = {resolved_path(p) for p in paths}
+            on_disk = set(resolved_of.values())
             for resolved, record in by_path.items():
                 if resolved not in on_disk and (root.is_dir() and Path(resolved).is_relative_to(root.resolve())):
                     writer.remove(record.video_id)
@@ -223,11 +224,11 @@ def index_folder(
             raw_feats = encoded.raw.numpy().reshape(len(batch), num_frames, -1) if header.raw_dim else None
             coarse = meanp.video_embedding(frame_feats).numpy()
             for i, decoded in enumerate(batch):
-                known = by_path.get(resolved_path(decoded.path))
+                known = by_path.get(resolved_of[decoded.path])
                 s = decoded.sampled
                 record = VideoRecord(
                     video_id=decoded.video_id,
-                    path=os.path.relpath(resolved_path(decoded.path), index_dir.resolve()),
+                    path=os.path.relpath(resolved_of[decoded.path], index_root),
                     size=decoded.stat.st_size,
                     mtime_ns=decoded.stat.st_mtime_ns,
                     sha256=decoded.sha256,
@@ -268,7 +269,7 @@ def index_folder(
             if decoded.error:
                 report.failed.append((str(decoded.path), decoded.error))
             else:
-                known = by_path.get(resolved_path(decoded.path))
+                known = by_path.get(resolved_of[decoded.path])
                 if known is not None and known.sha256 == decoded.sha256:
                     # touched but identical: nothing to re-encode, but record the new mtime
                     report.unchanged += 1

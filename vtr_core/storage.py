@@ -116,8 +116,9 @@ def load_failure(exc: Exception) -> str:
     return text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
 
 
-def read_plain(path: str | Path, what: str = "checkpoint") -> Any:
-    """`torch.load` of plain data only (weights_only): a pickle that would run code is refused."""
+def read_plain(path: str | Path, what: str = "checkpoint", kind: str = "file") -> Any:
+    """`torch.load` of plain data only (weights_only): a pickle that would run code is refused.
+    Errors read "{what} {path}: not a loadable {kind} of plain tensors (...)"."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} {path}: no such file")
@@ -126,4 +127,4 @@ def read_plain(path: str | Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{what} {path}: not a loadable file of plain tensors ({load_failure(exc)})") from None
+        raise CheckpointError(f"{what} {path}: not a loadable {kind} of plain tensors ({load_failure(exc)})") from None

@@ -106,10 +106,7 @@ REQUIRED_FIELDS = ("method", "backbone_id", "embed_dim", "num_frames", "config",
 
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        checkpoint = read_plain(path)
-    except CheckpointError as exc:
-        raise CheckpointError(str(exc).replace("not a loadable file", "not a loadable head checkpoint", 1)) from None
+    checkpoint = read_plain(path, kind="head checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a vtr head checkpoint")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
