@@ -1,4 +1,4 @@
-"""The Gradio explorer: a thin front end over vtr_core.explorer (all logic lives in the library).
+"""The Gradio explorer: a thin front end over vtr_core.explorer.service (all logic lives in the library).
 
     python app.py                       the bundled demo collection (assets/ + precomputed/)
     python app.py --index DIR           any index built with `python -m vtr_core index`
@@ -16,14 +16,19 @@ from pathlib import Path
 
 import gradio as gr
 
-from vtr_core import panels
 from vtr_core.errors import VtrError
-from vtr_core.explorer import DEMO_INDEX, DSL_NOTE, Explorer, results_table
+from vtr_core.explorer import panels
+from vtr_core.explorer.service import DSL_NOTE, Explorer, results_table
+from vtr_core.resources import demo_index_dir
 
 log = logging.getLogger("vtr_core.app")
 COLLECTION_CAPTIONS = "collection captions"
 TYPED_QUERIES = "my queries"
 NO_COMPARE = "none"
+
+
+# the library names its settings in errors (VtrError.setting); the page says which app flag sets them
+SETTING_HINTS = {"video_root": "start the app with --video-root DIR"}
 
 
 def ui_errors(fn):
@@ -36,7 +41,8 @@ def ui_errors(fn):
         except gr.Error:
             raise
         except VtrError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            hint = SETTING_HINTS.get(exc.setting or "")
+            raise gr.Error(f"{exc} ({hint})" if hint else str(exc), print_exception=False) from None
         except Exception as exc:  # a bug: keep the trace in the server log, not in the user's face
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"internal error ({type(exc).__name__}): {str(exc).splitlines()[0][:200] if str(exc) else ''}",
@@ -267,7 +273,7 @@ def build(explorer: Explorer) -> gr.Blocks:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Video-text retrieval explorer (Gradio)")
-    parser.add_argument("--index", default=str(DEMO_INDEX), help="index directory (default: the bundled demo)")
+    parser.add_argument("--index", default=str(demo_index_dir()), help="index directory (default: the bundled demo)")
     parser.add_argument("--captions", help="caption corpus for video-to-text (default: the collection's captions)")
     parser.add_argument("--backbone", default=None, help="must match the index's backbone (default: the index's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vtr_core import accuracy
 from vtr_core.backbones.base import TextFeatures
+from vtr_core.studies import accuracy
 
 
 def text_features(sentences: torch.Tensor) -> TextFeatures:

@@ -1,4 +1,4 @@
-"""The explorer service (vtr_core.explorer) and its panels, in process, on the demo collection."""
+"""The explorer service (vtr_core.explorer.service) and its panels, in process, on the demo collection."""
 
 from __future__ import annotations
 
@@ -10,12 +10,21 @@ import pytest
 import torch
 
 from tests.conftest import REPO, write_video
-from vtr_core import panels, plots
-from vtr_core.dsl import dsl_revise
-from vtr_core.errors import IndexFormatError, IndexMismatchError, QueryError, VideoError, VtrError
-from vtr_core.explorer import DEMO_INDEX, Explorer, results_table
-from vtr_core.indexer import index_folder
+from vtr_core.errors import (
+    IndexFormatError,
+    IndexMismatchError,
+    QueryError,
+    VideoError,
+    VtrError,
+)
+from vtr_core.explorer import panels, plots
+from vtr_core.explorer.service import Explorer, results_table
+from vtr_core.resources import demo_index_dir
+
+DEMO_INDEX = demo_index_dir()
+from vtr_core.indexing.indexer import index_folder
 from vtr_core.methods import METHODS
+from vtr_core.retrieval.dsl import dsl_revise
 from vtr_core.storage import file_sha256
 
 BIRD = "a purple bird gets knocked off a branch by a falling nut"  # a caption of bbb_02
@@ -186,7 +195,7 @@ def test_open_errors(lite_backbone, tmp_path):
         Explorer(tmp_path, device="cpu")
     with pytest.raises(IndexFormatError, match="no such directory"):
         Explorer(tmp_path / "missing", device="cpu")
-    with pytest.raises(IndexMismatchError, match=r"built with backbone lite \(384-d\); this run asks for clip:ViT-B-32/openai"):
+    with pytest.raises(IndexMismatchError, match=r"built with backbone lite \(384-d\), not clip:ViT-B-32/openai"):
         Explorer(DEMO_INDEX, device="cpu", backbone="clip:ViT-B-32/openai")
 
 

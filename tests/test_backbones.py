@@ -7,9 +7,10 @@ import torch.nn.functional as F
 
 from tests.conftest import TINY_CLIP, save_tiny_clip
 from vtr_core.backbones import create_backbone, resolve_backbone_spec
-from vtr_core.backbones.base import clean_queries, frames_to_tensor
+from vtr_core.backbones.base import frames_to_tensor
+from vtr_core.contracts import MAX_QUERY_CHARS, clean_queries
 from vtr_core.errors import BackboneError, QueryError
-from vtr_core.video import read_video
+from vtr_core.video.decode import read_video
 
 
 # ---------------------------------------------------------------- shared preprocessing / queries
@@ -25,12 +26,16 @@ def test_frames_to_tensor_resizes_shorter_side_and_crops():
 def test_clean_queries():
     assert clean_queries(["  a  dog\n runs\x00 "]) == ["a dog runs"]
     assert clean_queries("one") == ["one"]
-    assert len(clean_queries(["x" * 20000])[0]) == 10000
+    assert clean_queries(["x" * MAX_QUERY_CHARS]) == ["x" * MAX_QUERY_CHARS]
+    with pytest.raises(QueryError, match=f"query too long \\({MAX_QUERY_CHARS + 1} characters\\)"):
+        clean_queries(["x" * (MAX_QUERY_CHARS + 1)])  # refused, never cut: one limit everywhere
     for bad in ([""], ["   \t\n"], ["\x00\x01"]):
         with pytest.raises(QueryError, match="empty query"):
             clean_queries(bad)
     with pytest.raises(QueryError):
         clean_queries([3])
+    with pytest.raises(QueryError, match="no queries"):
+        clean_queries([])
 
 
 def test_unknown_backbone_is_a_clear_error():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from vtr_core import bench
+from vtr_core.studies import bench
 
 
 def test_percentiles_and_recall_by_hand():

@@ -119,9 +119,10 @@ def serve(run):
 
 INDEX_ZYGOTE = ZYGOTE_COMMON + r'''
 import numpy as np
-from vtr_core import decoding, index as vindex
+from vtr_core.indexing import workers as decoding
+from vtr_core.index import manifest as vmanifest, writer as vwriter
 from vtr_core.backbones import create_backbone
-from vtr_core.indexer import index_folder
+from vtr_core.indexing.indexer import index_folder
 
 backbone = create_backbone("lite", "cpu")
 
@@ -129,11 +130,11 @@ backbone = create_backbone("lite", "cpu")
 def run(job):
     around(decoding, "read_video", "decode")
     around(backbone, "encode_frames", "encode")
-    around(vindex, "atomic_save_npy", "segment_array")
-    around(vindex, "write_synced", "strip")
-    around(vindex, "atomic_write_bytes", "faiss")
-    around(vindex.IndexWriter, "sweep", "sweep")
-    fsync_dir = vindex.fsync_dir
+    around(vwriter, "atomic_save_npy", "segment_array")
+    around(vwriter, "write_synced", "strip")
+    around(vmanifest, "atomic_write_bytes", "faiss")
+    around(vwriter.IndexWriter, "sweep", "sweep")
+    fsync_dir = vwriter.fsync_dir
 
     def fsync_dir_noted(path):
         if Path(path).name == "segments":  # right after the segment's rename
@@ -144,15 +145,15 @@ def run(job):
         storage.atomic_write(path, temp_written("manifest_temp", lambda h: json.dump(obj, h, indent=1)), mode="w")
         point("manifest_published")
 
-    vindex.fsync_dir, vindex.atomic_write_json = fsync_dir_noted, write_manifest
-    commit = vindex.IndexWriter.commit
+    vwriter.fsync_dir, vmanifest.atomic_write_json = fsync_dir_noted, write_manifest
+    commit = vwriter.IndexWriter.commit
 
     def commit_noted(self):
         out = commit(self)
         emit(committed=[v.video_id for v in self.videos], generation=self.index.generation)
         return out
 
-    vindex.IndexWriter.commit = commit_noted
+    vwriter.IndexWriter.commit = commit_noted
     report = index_folder(job["folder"], job["index"], backbone, num_frames=job["frames"],
                           commit_every=job["commit_every"], commit_interval_s=0,
                           batch_frames=job["frames"] * job["batch_videos"], decode_workers=2,
@@ -163,15 +164,16 @@ def run(job):
 
 # torch's and faiss's lazy first-use set-up, here once rather than in every child
 backbone.encode_frames(np.zeros((1, 64, 96, 3), np.uint8), patch_dtype=torch.float16)
-vindex.build_faiss(np.zeros((1, backbone.embed_dim), np.float32), "Flat")
+vmanifest.build_faiss(np.zeros((1, backbone.embed_dim), np.float32), "Flat")
 serve(run)
 '''
 
 TRAIN_ZYGOTE = ZYGOTE_COMMON + r'''
-from vtr_core import methods, train
+from vtr_core.methods import checkpoints
+from vtr_core.training import train
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods import make_config, method_class
-from vtr_core.train import TrainConfig, TrainData, train_head
+from vtr_core.training.train import TrainConfig, TrainData, train_head
 
 V, T, D, C = 48, 4, 32, 96  # a tiny synthetic task: captions near their video's mean frame
 g = torch.Generator().manual_seed(0)
@@ -192,7 +194,7 @@ def run(job):
         storage.atomic_write(path, temp_written("best_temp", lambda h: torch.save(obj, h)))
         point("best_published")
 
-    train.atomic_torch_save, methods.atomic_torch_save = save_last_noted, save_best_noted
+    train.atomic_torch_save, checkpoints.atomic_torch_save = save_last_noted, save_best_noted
     head = method_class("eercf")(D, make_config("eercf", T, temporal_layers=1), raw_dim=0)
     config = TrainConfig(epochs=job["epochs"], batch_size=16, lr=3e-3, seed=0)
     result = train_head(head, data, config, job["out"], "synthetic", T, resume=job["resume"],

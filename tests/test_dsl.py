@@ -12,15 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vtr_core.dsl import (
+from vtr_core.methods.losses import dual_softmax_loss, dual_softmax_prior
+from vtr_core.retrieval.dsl import (
     dsl_revise,
     dsl_revise_v2t,
-    dual_softmax_loss,
-    dual_softmax_prior,
     inverted_softmax,
     inverted_softmax_v2t,
 )
-from vtr_core.metrics import text_to_video_metrics, video_to_text_metrics
+from vtr_core.training.metrics import text_to_video_metrics, video_to_text_metrics
 
 # X = [[a, b], [c, d]]: rows are texts, columns are videos, matches on the diagonal.
 A, B, C, D = 1.0, 0.5, 0.2, 0.8

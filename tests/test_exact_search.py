@@ -10,15 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import write_video
-from vtr_core import exact_search
 from vtr_core.backbones.base import TextFeatures
-from vtr_core.decoding import decode_ahead
-from vtr_core.exact_search import TorchFlatIndex
 from vtr_core.index import VideoIndex, build_faiss
-from vtr_core.indexer import index_folder
+from vtr_core.indexing.indexer import index_folder
+from vtr_core.indexing.workers import decode_ahead
 from vtr_core.methods.camoe import CAMoE, CAMoEConfig
 from vtr_core.methods.eercf import EERCF, EERCFConfig
-from vtr_core.ranking import _rerank_by_query_blocks, rerank_candidates
+from vtr_core.retrieval import exact_search
+from vtr_core.retrieval.exact_search import TorchFlatIndex
+from vtr_core.retrieval.ranking import _rerank_by_query_blocks, rerank_candidates
 
 
 def unit(rows: int, dim: int, seed: int) -> np.ndarray:

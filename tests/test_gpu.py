@@ -13,7 +13,6 @@ from tests.conftest import save_tiny_clip
 from tests.test_exact_search import unit
 from vtr_core.backbones import create_backbone
 from vtr_core.backbones.base import TextFeatures
-from vtr_core.exact_search import TorchFlatIndex
 from vtr_core.index import (
     IndexHeader,
     VideoFeatures,
@@ -23,8 +22,9 @@ from vtr_core.index import (
 )
 from vtr_core.methods import meanp
 from vtr_core.methods.eercf import EERCF, EERCFConfig
-from vtr_core.ranking import rerank_candidates
-from vtr_core.search import Searcher
+from vtr_core.retrieval.exact_search import TorchFlatIndex
+from vtr_core.retrieval.ranking import rerank_candidates
+from vtr_core.retrieval.search import Searcher
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -103,7 +103,12 @@ def test_search_on_gpu_ranks_as_on_cpu(tmp_path, tiny_clip):
 @pytest.mark.parametrize("method", ["eercf", "camoe"])
 def test_head_training_and_validation_on_gpu(tmp_path, method):
     from vtr_core.methods import create_head
-    from vtr_core.train import TrainConfig, TrainData, ValidationData, train_head
+    from vtr_core.training.train import (
+        TrainConfig,
+        TrainData,
+        ValidationData,
+        train_head,
+    )
 
     torch.manual_seed(0)
     V, T, D = 64, 4, 32

@@ -13,7 +13,7 @@ from tests.conftest import REPO, write_video
 from vtr_core import storage
 from vtr_core.errors import IndexFormatError, IndexMismatchError
 from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
-from vtr_core.indexer import index_folder, remove_videos
+from vtr_core.indexing.indexer import index_folder, remove_videos
 from vtr_core.methods import meanp
 
 T, D, P = 3, 8, 4
@@ -105,7 +105,7 @@ def test_removal_and_compaction_free_disk(tmp_path):
         index = writer.commit()
     assert [v.video_id for v in index.videos] == ["v4", "v5"]
     assert len(list((directory / "segments").iterdir())) == 1  # the sparse segment was rewritten
-    assert len(index._segment(index.videos[0].segment).coarse) == 2
+    assert len(index.segment(index.videos[0].segment).coarse) == 2
     np.testing.assert_allclose(index.frame_features([1])[0], features("v5", 5).frames, atol=2e-3)
     assert index.frame_strip_jpeg(1) == b"jpeg\x05"
     with pytest.raises(KeyError, match="no video 'v0'"):
@@ -248,7 +248,7 @@ def test_killed_indexer_leaves_readable_index_and_resumes(tmp_path):
         write_video(folder / f"v{i:02d}.mp4", num_frames=12, seed=i)
     directory = tmp_path / "idx"
     script = (
-        "import sys; from vtr_core.backbones import create_backbone; from vtr_core.indexer import index_folder;"
+        "import sys; from vtr_core.backbones import create_backbone; from vtr_core.indexing.indexer import index_folder;"
         "b = create_backbone('lite', 'cpu');"
         "index_folder(sys.argv[1], sys.argv[2], b, num_frames=2, commit_every=2, commit_interval_s=0, batch_frames=2,"
         " progress=lambda d, t, n: print(d, flush=True))"

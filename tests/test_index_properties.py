@@ -16,7 +16,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from vtr_core.index import COMPACT_BELOW, IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.index import (
+    COMPACT_BELOW,
+    IndexHeader,
+    VideoFeatures,
+    VideoIndex,
+    VideoRecord,
+)
 
 IDS = [f"v{i}" for i in range(5)]
 
@@ -110,7 +116,7 @@ def check(directory: Path, header: IndexHeader, model: dict[str, VideoFeatures],
         stored = len(np.load(directory / "segments" / name / "coarse.npy", mmap_mode="r"))
         assert count >= COMPACT_BELOW * stored, (name, count, stored)
     assert index.faiss_index.ntotal == len(ids)
-    assert {p.name for p in (directory / "faiss").iterdir()} <= {index._faiss_file,
+    assert {p.name for p in (directory / "faiss").iterdir()} <= {index.faiss_file,
                                                                  f"coarse-{index.generation - 1:06d}.faiss"}
 
 

@@ -7,12 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
-from vtr_core.losses import pearson_constraint, symmetric_cross_entropy
 from vtr_core.methods import METHODS, create_head, load_head, save_head, select_rows
 from vtr_core.methods.camoe import CAMoE
 from vtr_core.methods.eercf import EERCF
+from vtr_core.methods.losses import pearson_constraint, symmetric_cross_entropy
 from vtr_core.methods.s3ma import S3MA, S3MAConfig, build_vocabulary, spherical_kmeans
-from vtr_core.ranking import RERANK_OFFSET, all_pair_scores, rank_order, two_stage_scores
+from vtr_core.retrieval.ranking import (
+    RERANK_OFFSET,
+    all_pair_scores,
+    rank_order,
+    two_stage_scores,
+)
 
 
 def text_features(sentences: torch.Tensor, words: torch.Tensor | None = None, texts=None, tokens=None) -> TextFeatures:
@@ -320,7 +325,7 @@ def test_eercf_loss_weights():
 
 
 def test_camoe_loss_is_fused_dsl_plus_a_third_of_the_streams():
-    from vtr_core.dsl import dual_softmax_loss
+    from vtr_core.methods.losses import dual_softmax_loss
 
     torch.manual_seed(8)
     head = CAMoE(4, CAMoE.config_class(temporal_layers=1))
@@ -340,13 +345,16 @@ def test_camoe_loss_is_fused_dsl_plus_a_third_of_the_streams():
 def test_best_shipped_method_is_chosen_by_validation_score(heads, lite_backbone, tmp_path, monkeypatch):
     import vtr_core.methods as methods
 
-    monkeypatch.setattr(methods, "SHIPPED_HEADS", tmp_path)
+    monkeypatch.setenv("VTR_DATA_DIR", str(tmp_path))  # resources: shipped files from elsewhere
+    shipped = tmp_path / "precomputed" / "heads"
+    shipped.mkdir(parents=True)
     assert methods.best_shipped_method(lite_backbone) == "meanp"  # nothing shipped
     slug = methods.backbone_slug(lite_backbone)
     for name, score in (("meanp", 150.0), ("camoe", 161.0), ("eercf", 158.0)):
-        save_head(heads[name], tmp_path / f"{name}-{slug}.pt", lite_backbone.id, num_frames=3,
+        save_head(heads[name], shipped / f"{name}-{slug}.pt", lite_backbone.id, num_frames=3,
                   extra={"record": {"val_rsum": score}})
-    save_head(heads["s3ma"], tmp_path / f"s3ma-{slug}.pt", lite_backbone.id, num_frames=3)  # no record: not a candidate
+    save_head(heads["s3ma"], shipped / f"s3ma-{slug}.pt", lite_backbone.id, num_frames=3)  # no record: not a candidate
     assert methods.best_shipped_method(lite_backbone) == "camoe"
-    (tmp_path / f"camoe-{slug}.pt").write_bytes(b"not a checkpoint")
+    assert methods.default_checkpoint("camoe", lite_backbone) == shipped / f"camoe-{slug}.pt"
+    (shipped / f"camoe-{slug}.pt").write_bytes(b"not a checkpoint")
     assert methods.best_shipped_method(lite_backbone) == "eercf"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vtr_core.metrics import (
+from vtr_core.training.metrics import (
     ranks_from_similarity,
     recall_metrics,
     text_to_video_metrics,

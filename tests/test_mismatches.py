@@ -27,15 +27,15 @@ from vtr_core.errors import (
     IndexMismatchError,
     VtrError,
 )
-from vtr_core.features import caption_features, features_dir
 from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
-from vtr_core.indexer import index_folder
+from vtr_core.indexing.indexer import index_folder
 from vtr_core.methods import CheckpointError, create_head, load_head, save_head
 from vtr_core.methods.eercf import EERCF, EERCFConfig
 from vtr_core.methods.meanp import MeanPooling
-from vtr_core.search import Searcher
+from vtr_core.retrieval.search import Searcher
 from vtr_core.storage import atomic_torch_save
-from vtr_core.train import TrainConfig, TrainData, train_head
+from vtr_core.training.features import caption_features, features_dir
+from vtr_core.training.train import TrainConfig, TrainData, train_head
 
 FRAMES = 2  # frames per video in the lite index
 

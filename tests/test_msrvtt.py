@@ -4,9 +4,9 @@ import csv
 
 import numpy as np
 
-from vtr_core.indexer import index_folder
 from vtr_core.index import VideoIndex
-from vtr_core.search import search_text
+from vtr_core.indexing.indexer import index_folder
+from vtr_core.retrieval.search import search_text
 
 NUM_VIDEOS = 30
 

@@ -2,10 +2,15 @@
 
 import torch
 
-from vtr_core.evaluate import evaluate_head
-from vtr_core.methods.meanp import MeanPooling
-from vtr_core.report import README_END, README_START, render_markdown, write_report
 from tests.test_methods import text_features
+from vtr_core.methods.meanp import MeanPooling
+from vtr_core.studies.report import (
+    README_END,
+    README_START,
+    render_markdown,
+    write_report,
+)
+from vtr_core.training.evaluate import evaluate_head
 
 
 def small_result():

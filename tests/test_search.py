@@ -8,9 +8,9 @@ import torch
 from tests.conftest import write_video
 from tests.test_cli import run
 from vtr_core.index import VideoIndex
-from vtr_core.indexer import index_folder
+from vtr_core.indexing.indexer import index_folder
 from vtr_core.methods import METHODS, create_head
-from vtr_core.search import Searcher
+from vtr_core.retrieval.search import Searcher
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 220), "yellow": (230, 220, 30),
            "white": (240, 240, 240), "black": (10, 10, 10)}

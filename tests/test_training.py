@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from vtr_core.evaluate import evaluate_head
 from vtr_core.index import VideoIndex
 from vtr_core.methods import create_head, load_head
-from vtr_core.train import TrainConfig, TrainData, train_head, warmup_cosine
+from vtr_core.training.evaluate import evaluate_head
+from vtr_core.training.train import TrainConfig, TrainData, train_head, warmup_cosine
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_end_to_end_fine_tuning_of_a_clip_backbone(tmp_path, video_folder, lite_
     from tests.conftest import save_tiny_clip
     from vtr_core.backbones import create_backbone
     from vtr_core.errors import VtrError
-    from vtr_core.train import EndToEndData, fine_tune, prepare_pixels
+    from vtr_core.training.train import EndToEndData, fine_tune, prepare_pixels
 
     _, checkpoint = save_tiny_clip(tmp_path, "tiny-e2e")
     backbone = create_backbone(f"clip:tiny-e2e/{checkpoint}", "cpu")

@@ -5,7 +5,13 @@ import pytest
 
 from tests.conftest import write_video
 from vtr_core.errors import VideoError
-from vtr_core.video import frame_strip, is_video_path, read_video, split_strip, uniform_frame_indices
+from vtr_core.video.decode import (
+    frame_strip,
+    is_video_path,
+    read_video,
+    split_strip,
+    uniform_frame_indices,
+)
 
 
 def test_uniform_indices_are_segment_centres():

@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch
 
-from vtr_core import word_classes as wc
-from vtr_core.word_classes import WordClassError, role_masks, word_classes
+from vtr_core.methods import word_classes as wc
+from vtr_core.methods.word_classes import WordClassError, role_masks, word_classes
 
 
 def verbs_nouns(text: str) -> tuple[list[str], list[str]]:

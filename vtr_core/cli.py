@@ -12,7 +12,12 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import IndexMismatchError, VtrError
+from vtr_core.contracts import open_with_backbone
+from vtr_core.errors import IndexMismatchError, VtrError
+
+# the library names its settings in errors (VtrError.setting); the command line names its flags
+SETTING_FLAGS = {"backbone": "--backbone", "num_frames": "--frames", "faiss_factory": "--faiss",
+                 "store_patches": "--no-patches", "checkpoint": "--checkpoint / --zero-shot", "output": "--output"}
 
 
 def _progress_bar(description: str, unit: str = "video"):
@@ -33,25 +38,10 @@ def _progress_bar(description: str, unit: str = "video"):
     return update
 
 
-def _backbone_for_index(index_dir: str, requested: str | None, device: str):
-    """The backbone an existing index was built with; a different explicit request is an error."""
-    from .backbones import create_backbone, resolve_backbone_spec
-    from .index import VideoIndex
-
-    index = VideoIndex.open(index_dir)
-    if requested and requested != "auto" and resolve_backbone_spec(requested) != index.header.backbone_spec:
-        raise IndexMismatchError(
-            f"index {index_dir} was built with backbone {index.header.backbone_spec} ({index.header.embed_dim}-d), "
-            f"not {requested}: leave out --backbone to use the index's own, or re-index"
-        )
-    backbone = create_backbone(index.header.backbone_spec, device)
-    return VideoIndex.open(index_dir, backbone_id=backbone.id, embed_dim=backbone.embed_dim), backbone
-
-
 def cmd_index(args: argparse.Namespace) -> int:
-    from .backbones import create_backbone
-    from .index import VideoIndex
-    from .indexer import index_folder
+    from vtr_core.backbones import create_backbone
+    from vtr_core.index import VideoIndex
+    from vtr_core.indexing.indexer import index_folder
 
     frames, store_patches, faiss_factory = args.frames or 12, not args.no_patches, args.faiss or "Flat"
     if VideoIndex.exists(args.index):  # an existing index keeps its settings; asking for others is an error
@@ -61,7 +51,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             if asked is not None and asked != built:
                 raise IndexMismatchError(f"index {args.index} was built with {option} {built}; this run asks for "
                                          f"{asked}: index into a new directory to change it")
-        index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
+        index, backbone = open_with_backbone(args.index, args.backbone, args.device)
         frames = args.frames or index.header.num_frames
         store_patches = index.header.store_patches and not args.no_patches
         faiss_factory = args.faiss or index.header.faiss_factory
@@ -89,8 +79,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .methods import best_shipped_method, read_checkpoint, resolve_head
-    from .search import Searcher
+    from vtr_core.methods import best_shipped_method, read_checkpoint, resolve_head
+    from vtr_core.retrieval.search import Searcher
 
     if (args.query is None) == (args.queries is None):
         raise VtrError("give one query, or --queries FILE with one query per line")
@@ -102,7 +92,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         queries = [q for q in queries if q]
     else:
         queries = [args.query]
-    index, backbone = _backbone_for_index(args.index, args.backbone, args.device)
+    index, backbone = open_with_backbone(args.index, args.backbone, args.device)
     # a checkpoint names its own method; without one, the shipped head with the best validation score
     method = args.method or (read_checkpoint(args.checkpoint)["method"] if args.checkpoint else best_shipped_method(backbone))
     head, source = resolve_head(method, backbone, args.checkpoint, args.zero_shot,
@@ -123,7 +113,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from .indexer import remove_videos
+    from vtr_core.indexing.indexer import remove_videos
 
     removed = remove_videos(args.index, args.video_ids)
     print(f"removed {len(removed)} videos from {args.index}")
@@ -131,7 +121,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .index import VideoIndex
+    from vtr_core.index import VideoIndex
 
     info = VideoIndex.open(args.index).describe()
     print(json.dumps(info, indent=1) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
@@ -140,8 +130,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _load_split(args: argparse.Namespace, backbone, split: str):
     """A dataset split with its stored video features and caption features."""
-    from .data import load_dataset
-    from .features import caption_features, video_features
+    from vtr_core.training.data import load_dataset
+    from vtr_core.training.features import caption_features, video_features
 
     dataset = load_dataset(args.data_dir, split)
     videos = video_features(dataset, backbone, args.cache, progress=_progress_bar(f"features {split}"))
@@ -151,7 +141,7 @@ def _load_split(args: argparse.Namespace, backbone, split: str):
 
 def _training_corpus(args: argparse.Namespace) -> list[str]:
     """Captions whose words seed s3ma's concept bank: the training split's, never the test's."""
-    from .data import load_dataset
+    from vtr_core.training.data import load_dataset
 
     try:
         return load_dataset(args.data_dir, "train700").captions
@@ -166,9 +156,9 @@ def _format_metrics(m: dict) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from .backbones import create_backbone
-    from .evaluate import evaluate_head
-    from .methods import resolve_head
+    from vtr_core.backbones import create_backbone
+    from vtr_core.methods import resolve_head
+    from vtr_core.training.evaluate import evaluate_head
 
     backbone = create_backbone(args.backbone, args.device)
     dataset, videos, queries, captions = _load_split(args, backbone, args.split)
@@ -209,9 +199,14 @@ def _fine_tune(args: argparse.Namespace, backbone) -> int:
     """train --end-to-end: backbone and head together, from decoded frames (a GPU is advised)."""
     import torch
 
-    from .data import load_dataset
-    from .methods import create_head
-    from .train import EndToEndData, TrainConfig, fine_tune, prepare_pixels
+    from vtr_core.methods import create_head
+    from vtr_core.training.data import load_dataset
+    from vtr_core.training.train import (
+        EndToEndData,
+        TrainConfig,
+        fine_tune,
+        prepare_pixels,
+    )
 
     dataset = load_dataset(args.data_dir, args.split)
     frames = args.frames or 12
@@ -231,9 +226,17 @@ def _fine_tune(args: argparse.Namespace, backbone) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .backbones import create_backbone
-    from .methods import SHIPPED_HEADS, backbone_slug, create_head, load_head, save_head
-    from .train import TrainConfig, TrainData, ValidationData, init_distributed, train_head, world
+    from vtr_core.backbones import create_backbone
+    from vtr_core.methods import backbone_slug, create_head, load_head, save_head
+    from vtr_core.resources import shipped_heads_dir
+    from vtr_core.training.train import (
+        TrainConfig,
+        TrainData,
+        ValidationData,
+        init_distributed,
+        train_head,
+        world,
+    )
 
     init_distributed()
     rank, _ = world()
@@ -276,8 +279,9 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{result.steps} steps in {result.seconds:.0f} s; checkpoint {output / 'best.pt'}")
         (output / "history.json").write_text(json.dumps(result.history, indent=1))
         if args.ship:
-            SHIPPED_HEADS.mkdir(parents=True, exist_ok=True)
-            target = SHIPPED_HEADS / f"{args.method}-{backbone_slug(backbone)}.pt"
+            shipped = shipped_heads_dir()
+            shipped.mkdir(parents=True, exist_ok=True)
+            target = shipped / f"{args.method}-{backbone_slug(backbone)}.pt"
             best = load_head(output / "best.pt", backbone, method=args.method, num_frames=num_frames)
             save_head(best, target, backbone.id, num_frames, half=True,
                       extra=torch.load(output / "best.pt", map_location="cpu", weights_only=True)["training"])
@@ -286,8 +290,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .backbones import create_backbone
-    from .report import run_report, write_report
+    from vtr_core.backbones import create_backbone
+    from vtr_core.studies.report import run_report, write_report
 
     backbone = create_backbone(args.backbone, args.device)
     report = run_report(args.data_dir, backbone, args.cache, log=lambda m: print(m, file=sys.stderr))
@@ -297,7 +301,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_accuracy(args: argparse.Namespace) -> int:
-    from .accuracy import run_study, write_study
+    from vtr_core.studies.accuracy import run_study, write_study
 
     study = run_study(args.data_dir, args.cache, folds=args.folds, epochs=args.epochs,
                       log=lambda m: print(m, file=sys.stderr))
@@ -307,7 +311,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
+    from vtr_core.studies import bench
 
     if args.suite == "report":
         bench.write_performance(args.bench_dir, Path(args.docs) / "PERFORMANCE.md", Path(args.docs) / "results.json")
@@ -326,9 +330,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _real_like_vectors(args: argparse.Namespace, bench, backbone):
     """The query suite's real-like vectors: fitted to a dataset's videos, with its captions as queries."""
-    from .data import load_dataset
-    from .features import caption_features, video_features
-    from .methods import meanp
+    from vtr_core.methods import meanp
+    from vtr_core.training.data import load_dataset
+    from vtr_core.training.features import caption_features, video_features
 
     dataset = load_dataset(args.fit_to, args.fit_split)
     videos = meanp.video_embedding(video_features(dataset, backbone, with_patches=False).frames).numpy()
@@ -338,7 +342,7 @@ def _real_like_vectors(args: argparse.Namespace, bench, backbone):
 
 
 def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
-    from .backbones import create_backbone
+    from vtr_core.backbones import create_backbone
 
     def spec_of(name: str) -> str:  # "lite", or an open_clip architecture with weights the benchmark saves
         return name if name == "lite" else bench.random_clip_spec(name, weights)
@@ -506,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except VtrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        flag = SETTING_FLAGS.get(exc.setting or "")
+        print(f"error: {exc}" + (f" ({flag})" if flag else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: work committed so far is kept", file=sys.stderr)

@@ -7,7 +7,16 @@ show it as is instead of a stack trace.
 
 
 class VtrError(Exception):
-    """An error caused by input, with a one-line message meant for the user."""
+    """An error caused by input, with a one-line message meant for the user.
+
+    `setting` names the library setting at fault ("backbone", "num_frames", "checkpoint", ...),
+    so a front end can point at its own control for it (the CLI names its flag) while the message
+    itself speaks of the library only.
+    """
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 class VideoError(VtrError):

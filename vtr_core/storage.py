@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import CheckpointError
+from vtr_core.errors import CheckpointError
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -13,9 +13,14 @@ import logging
 
 import torch
 
-from ..errors import BackboneError
-from .base import Backbone, FrameFeatures, TextFeatures, resolve_device
-from .clip import DEFAULT_CLIP, cached_weights_path, parse_clip_spec
+from vtr_core.backbones.base import (
+    Backbone,
+    FrameFeatures,
+    TextFeatures,
+    resolve_device,
+)
+from vtr_core.backbones.clip import DEFAULT_CLIP, cached_weights_path, parse_clip_spec
+from vtr_core.errors import BackboneError
 
 __all__ = ["Backbone", "FrameFeatures", "TextFeatures", "create_backbone", "resolve_backbone_spec", "resolve_device"]
 
@@ -39,10 +44,10 @@ def resolve_backbone_spec(spec: str = "auto") -> str:
 @functools.lru_cache(maxsize=4)
 def _build(spec: str, device: torch.device) -> Backbone:
     if spec == "lite":
-        from .lite import LiteBackbone
+        from vtr_core.backbones.lite import LiteBackbone
 
         return LiteBackbone(device)
-    from .clip import ClipBackbone
+    from vtr_core.backbones.clip import ClipBackbone
 
     return ClipBackbone(spec[len("clip:") :], device)
 

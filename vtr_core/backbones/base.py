@@ -14,10 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import QueryError
-
-MAX_QUERY_CHARS = 10_000
-
 
 @dataclass
 class FrameFeatures:
@@ -96,7 +92,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from ..errors import BackboneError
+        from vtr_core.errors import BackboneError
 
         raise BackboneError(f"device {device!r} asked for, but CUDA is not available on this machine")
     return torch.device(device)
@@ -107,24 +103,6 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return torch.autocast("cpu", enabled=False)
-
-
-def clean_queries(texts: list[str]) -> list[str]:
-    """Validate captions/queries; whitespace is collapsed, control characters dropped."""
-    if isinstance(texts, str):
-        texts = [texts]
-    cleaned = []
-    for text in texts:
-        if not isinstance(text, str):
-            raise QueryError(f"a query must be text, got {type(text).__name__}")
-        text = "".join(ch if ch.isprintable() else " " for ch in text)
-        text = " ".join(text.split())
-        if not text:
-            raise QueryError("empty query: type a few words describing the video")
-        cleaned.append(text[:MAX_QUERY_CHARS])
-    if not cleaned:
-        raise QueryError("no queries given")
-    return cleaned
 
 
 def frames_to_tensor(

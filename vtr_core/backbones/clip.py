@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BackboneError
-from ..storage import file_sha256, load_failure
-from .base import (
+from vtr_core.backbones.base import (
     FrameFeatures,
     TextFeatures,
     autocast,
-    clean_queries,
     concat_text_features,
     frames_to_tensor,
 )
+from vtr_core.contracts import clean_queries
+from vtr_core.errors import BackboneError
+from vtr_core.storage import file_sha256, load_failure
 
 DEFAULT_CLIP = "ViT-B-32/openai"
 TEXT_BATCH = 256
@@ -236,7 +236,7 @@ class ClipBackbone:
         """Write the (fine-tuned) weights; returns the spec that loads them as a backbone."""
         if self.model_name.startswith("local-dir:"):
             raise BackboneError("fine-tuned weights can be saved for clip:ARCH/... backbones, not local-dir:")
-        from ..storage import atomic_torch_save
+        from vtr_core.storage import atomic_torch_save
 
         atomic_torch_save({"state_dict": self.model.state_dict()}, path)
         return f"clip:{self.model_name}/{Path(path).resolve()}"

@@ -19,9 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BackboneError
-from ..storage import atomic_torch_save, cache_dir
-from .base import FrameFeatures, TextFeatures, autocast, clean_queries, concat_text_features, frames_to_tensor
+from vtr_core.backbones.base import (
+    FrameFeatures,
+    TextFeatures,
+    autocast,
+    concat_text_features,
+    frames_to_tensor,
+)
+from vtr_core.contracts import clean_queries
+from vtr_core.errors import BackboneError
+from vtr_core.storage import atomic_torch_save, cache_dir
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

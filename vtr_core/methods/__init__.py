@@ -1,228 +1,32 @@
 """Retrieval heads over backbone features, named as in the papers, built and loaded by name.
 
-`create_head(name, backbone)` builds an untrained (zero-shot) head; `load_head(path, backbone)`
-loads a trained one; `default_checkpoint(name, backbone)` finds the shipped checkpoint in
-precomputed/heads/. Checkpoints are loaded with `torch.load(weights_only=True)`: plain tensors,
-numbers, strings and lists only, never arbitrary pickles.
+`base` is the one interface every head keeps; `meanp`, `s3ma`, `eercf` and `camoe` are the heads;
+`registry` builds an untrained head by name, `checkpoints` saves and loads trained ones and finds
+the shipped ones; `states` computes head states in bulk; `losses` and `word_classes` serve the
+heads' training and CAMoE's word streams. Nothing outside this package names a head's type.
 """
 
-from __future__ import annotations
-
-import dataclasses
-from pathlib import Path
-from typing import Any
-
-import torch
-
-from ..backbones import Backbone
-from ..errors import CheckpointError, VtrError
-from ..storage import atomic_torch_save, read_plain
-from .base import (
-    Explanation,
-    HeadConfig,
-    RetrievalHead,
-    State,
+from vtr_core.errors import CheckpointError
+from vtr_core.methods.base import Explanation, HeadConfig, RetrievalHead, State
+from vtr_core.methods.checkpoints import (
+    backbone_slug,
+    best_shipped_method,
+    default_checkpoint,
+    load_head,
+    load_state,
+    read_checkpoint,
+    resolve_head,
+    save_head,
+)
+from vtr_core.methods.registry import METHODS, create_head, make_config, method_class
+from vtr_core.methods.states import (
     concat_states,
     select_rows,
+    text_states,
+    video_states,
 )
-from .camoe import CAMoE
-from .eercf import EERCF
-from .meanp import MeanPooling
-from .s3ma import S3MA, build_vocabulary
 
-METHODS: dict[str, type[RetrievalHead]] = {cls.name: cls for cls in (MeanPooling, S3MA, EERCF, CAMoE)}
-CHECKPOINT_FORMAT = "vtr-head"
-CHECKPOINT_VERSION = 1
-SHIPPED_HEADS = Path(__file__).resolve().parents[2] / "precomputed" / "heads"
-
-__all__ = ["METHODS", "CheckpointError", "Explanation", "RetrievalHead", "State", "best_shipped_method",
-           "concat_states", "create_head", "default_checkpoint", "load_head", "load_state", "read_plain", "save_head",
-           "select_rows"]
-
-
-def method_class(name: str) -> type[RetrievalHead]:
-    if name not in METHODS:
-        raise VtrError(f"unknown method {name!r}: use one of {', '.join(METHODS)}")
-    return METHODS[name]
-
-
-def make_config(name: str, num_frames: int = 12, **overrides: Any) -> HeadConfig:
-    config_class = method_class(name).config_class
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise VtrError(f"method {name} has no setting {', '.join(sorted(unknown))}")
-    if "num_frames" in fields:
-        overrides.setdefault("num_frames", num_frames)
-    return config_class(**overrides)
-
-
-def create_head(
-    name: str,
-    backbone: Backbone,
-    num_frames: int = 12,
-    corpus: list[str] | None = None,
-    seed: int = 0,
-    **overrides: Any,
-) -> RetrievalHead:
-    """An untrained head; s3ma clusters the words of `corpus` (captions) into its concept bank."""
-    torch.manual_seed(seed)
-    head = method_class(name)(backbone.embed_dim, make_config(name, num_frames, **overrides), raw_dim=backbone.raw_dim)
-    if isinstance(head, S3MA):
-        if not corpus:
-            from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-            corpus = list(IMAGENET_CLASSNAMES)
-        words = build_vocabulary(corpus)
-        vectors = torch.cat([backbone.encode_text(words[i : i + 1024]).sentence for i in range(0, len(words), 1024)])
-        head.init_concepts(vectors, words, seed=seed)
-    return head.eval()
-
-
-def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frames: int, extra: dict | None = None,
-              half: bool = False) -> None:
-    """Write a head checkpoint; `half` stores float16 weights (shipped files; loading casts back)."""
-    state = {k: v.half() if half and v.is_floating_point() else v for k, v in head.state_dict().items()}
-    atomic_torch_save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "method": head.name,
-            "backbone_id": backbone_id,
-            "embed_dim": head.embed_dim,
-            "raw_dim": head.raw_dim,
-            "num_frames": num_frames,
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(head.config).items()},
-            "state_dict": state,
-            "head_extra": head.extra_state(),
-            "training": extra or {},
-        },
-        path,
-    )
-
-
-REQUIRED_FIELDS = ("method", "backbone_id", "embed_dim", "num_frames", "config", "state_dict")
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    checkpoint = read_plain(path, kind="head checkpoint")
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path}: not a vtr head checkpoint")
-    if checkpoint.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path}: format version {checkpoint.get('version')}, expected {CHECKPOINT_VERSION}")
-    missing = [k for k in REQUIRED_FIELDS if k not in checkpoint]
-    if missing:
-        raise CheckpointError(f"checkpoint {path}: incomplete head checkpoint (no {', '.join(missing)})")
-    if checkpoint["method"] not in METHODS:
-        raise CheckpointError(f"checkpoint {path} is for method {checkpoint['method']!r}, "
-                              f"which this version does not know ({', '.join(METHODS)})")
-    return checkpoint
-
-
-def _a(name: str) -> str:
-    return f"{'an' if name[:1] in 'aeios' else 'a'} {name}"  # an eercf, an s3ma, a camoe, a meanp
-
-
-def _describe(head: RetrievalHead) -> str:
-    return f"{_a(head.name)} head for {head.embed_dim}-d features"
-
-
-def load_state(head: RetrievalHead, state: Any, what: str) -> None:
-    """`head.load_state_dict(state)`, with a one-line error naming the first thing that does not fit."""
-    expected = head.state_dict()
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{what}: its weights are not a dict of tensors")
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if wrong:
-        key = wrong[0]
-        raise CheckpointError(f"{what} does not fit {_describe(head)}: {key} is {list(state[key].shape)} in the file, "
-                              f"{list(expected[key].shape)} in the head")
-    if missing or unexpected:
-        why = f"the file lacks {missing[0]}" if missing else f"the file has {unexpected[0]}, which the head lacks"
-        more = len(missing) + len(unexpected) - 1
-        raise CheckpointError(f"{what} does not fit {_describe(head)}: {why}" + (f" (and {more} more)" if more else ""))
-    try:
-        head.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{what} does not fit {_describe(head)} ({str(exc).strip().splitlines()[0][:160]})") from None
-
-
-def load_head(path: str | Path, backbone: Backbone, method: str | None = None, num_frames: int | None = None) -> RetrievalHead:
-    """A trained head; any mismatch with the caller's method, backbone or frames is an error."""
-    checkpoint = read_checkpoint(path)
-    name, dim, raw_dim = checkpoint["method"], checkpoint["embed_dim"], checkpoint.get("raw_dim", 0)
-    if method is not None and name != method:
-        raise CheckpointError(f"checkpoint {path} is for method {name}, not {method} ({_a(name)} head for {dim}-d features)")
-    if checkpoint["backbone_id"] != backbone.id:
-        raise CheckpointError(
-            f"checkpoint {path} was trained on backbone {checkpoint['backbone_id']} ({dim}-d), "
-            f"this run uses {backbone.id} ({backbone.embed_dim}-d)"
-        )
-    if dim != backbone.embed_dim:
-        raise CheckpointError(f"checkpoint {path} is {_a(name)} head for {dim}-d features; "
-                              f"backbone {backbone.id} gives {backbone.embed_dim}-d")
-    if raw_dim != backbone.raw_dim:
-        raise CheckpointError(f"checkpoint {path} is {_a(name)} head for {raw_dim}-d raw features; "
-                              f"backbone {backbone.id} gives {backbone.raw_dim}-d")
-    if num_frames is not None and "num_frames" in checkpoint["config"] and checkpoint["num_frames"] != num_frames:
-        raise CheckpointError(f"checkpoint {path} was trained with {checkpoint['num_frames']} frames, the index has {num_frames}")
-    config_class = method_class(name).config_class
-    try:
-        config = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()})
-        head = method_class(name)(dim, config, raw_dim=raw_dim)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: its {name} settings do not fit this version ({exc})") from None
-    state = checkpoint["state_dict"]
-    if isinstance(head, S3MA) and isinstance(state, dict) and isinstance(state.get("concepts"), torch.Tensor):
-        head.concepts = torch.nn.Parameter(torch.zeros(state["concepts"].shape[0], dim))
-    try:
-        head.load_extra_state(checkpoint.get("head_extra", {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: damaged {name} extra state ({type(exc).__name__}: {exc})") from None
-    load_state(head, state, f"checkpoint {path}")
-    return head.eval()
-
-
-def backbone_slug(backbone: Backbone) -> str:
-    return backbone.spec.split(":")[0] if backbone.spec == "lite" else backbone.spec.replace(":", "-").replace("/", "-")
-
-
-def default_checkpoint(name: str, backbone: Backbone) -> Path | None:
-    """The shipped checkpoint of a method for a backbone, if there is one."""
-    path = SHIPPED_HEADS / f"{name}-{backbone_slug(backbone)}.pt"
-    return path if path.is_file() else None
-
-
-def best_shipped_method(backbone: Backbone) -> str:
-    """The method whose shipped head scored best on validation (R@1+R@5+R@10), else meanp.
-
-    Validation is the 100 train700 videos every shipped head was held out from, so the choice
-    never looks at test data; the app and `search` start from this method.
-    """
-    scores = {}
-    for name in METHODS:
-        path = default_checkpoint(name, backbone)
-        if path is None:
-            continue
-        try:
-            record = read_checkpoint(path).get("training", {}).get("record", {})
-        except CheckpointError:
-            continue
-        if "val_rsum" in record:
-            scores[name] = float(record["val_rsum"])
-    return max(scores, key=lambda n: (scores[n], -list(METHODS).index(n))) if scores else "meanp"
-
-
-def resolve_head(name: str, backbone: Backbone, checkpoint: str | Path | None = None, zero_shot: bool = False,
-                 num_frames: int = 12, corpus: list[str] | None = None) -> tuple[RetrievalHead, str]:
-    """The head a command asked for, and where it came from (a path, or "zero-shot")."""
-    if checkpoint and zero_shot:
-        raise VtrError("give --checkpoint or --zero-shot, not both")
-    if not zero_shot:
-        path = Path(checkpoint) if checkpoint else default_checkpoint(name, backbone)
-        if path is not None:
-            return load_head(path, backbone, method=name, num_frames=num_frames), str(path)
-    return create_head(name, backbone, num_frames=num_frames, corpus=corpus), "zero-shot"
+__all__ = ["METHODS", "CheckpointError", "Explanation", "HeadConfig", "RetrievalHead", "State", "backbone_slug",
+           "best_shipped_method", "concat_states", "create_head", "default_checkpoint", "load_head", "load_state",
+           "make_config", "method_class", "read_checkpoint", "resolve_head", "save_head", "select_rows",
+           "text_states", "video_states"]

@@ -25,20 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..backbones.base import TextFeatures
+from vtr_core.backbones.base import TextFeatures
 
 State = dict[str, torch.Tensor]
 MAX_LOGIT_SCALE = 100.0
-
-
-def select_rows(state: State, rows) -> State:
-    """The states of some videos or queries (rows: indices along dim 0)."""
-    rows = torch.as_tensor(rows, dtype=torch.long, device=next(iter(state.values())).device)
-    return {key: value[rows] for key, value in state.items()}
-
-
-def concat_states(states: list[State]) -> State:
-    return {key: torch.cat([s[key] for s in states]) for key in states[0]}
 
 
 def softmax_pool(scores: torch.Tensor, temperature: float, dim: int = -1) -> torch.Tensor:
@@ -149,6 +139,11 @@ class RetrievalHead(nn.Module):
         return self.logit_scale.device
 
     @property
+    def num_frames(self) -> int | None:
+        """Frames per video the head is built for (heads with positions over frames), else None."""
+        return getattr(self.config, "num_frames", None)
+
+    @property
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
@@ -205,6 +200,15 @@ class RetrievalHead(nn.Module):
         weights = {name: float(torch.as_tensor(w).reshape(-1)[0]) for name, w in self.term_weights(query).items()}
         score = sum(weights[n] * terms[n] for n in weights if n in terms)
         return Explanation(method=self.name, score=score, terms=terms, weights=weights)
+
+    # -- set-up from outside --------------------------------------------------------------------
+    def prepare(self, backbone: Any, corpus: list[str] | None, seed: int = 0) -> None:
+        """Whatever an untrained head derives from its backbone (s3ma: the concept bank from the
+        words of `corpus`); nothing by default."""
+
+    def fit_state_shapes(self, state: dict[str, torch.Tensor]) -> None:
+        """Resize parameters whose size a checkpoint decides (s3ma: the number of concepts) before
+        its weights load; nothing by default."""
 
     # -- persistence ---------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

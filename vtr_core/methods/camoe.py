@@ -1,6 +1,6 @@
 """CAMoE (Cheng et al., 2021): action, entity and scene experts under one query gate, with DSL.
 
-The caption is split by word class (vtr_core.word_classes: verbs -> action text, nouns -> entity words);
+The caption is split by word class (vtr_core.methods.word_classes: verbs -> action text, nouns -> entity words);
 each expert aligns its part of the caption with its view of the video:
 - action: mean of the verbs' token features vs. the temporal encoder's pooled video;
 - entity: for each noun, its best-matching frame; averaged over nouns;
@@ -18,10 +18,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..backbones.base import TextFeatures
-from ..dsl import dual_softmax_loss
-from ..word_classes import role_masks
-from .base import Explanation, HeadConfig, RetrievalHead, State, TemporalEncoder
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.methods.base import (
+    Explanation,
+    HeadConfig,
+    RetrievalHead,
+    State,
+    TemporalEncoder,
+)
+from vtr_core.methods.losses import dual_softmax_loss
+from vtr_core.methods.word_classes import role_masks
 
 STREAMS = ("action", "entity", "scene")
 PAIR_CHUNK_ELEMENTS = 1 << 25

@@ -15,9 +15,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..backbones.base import TextFeatures
-from ..losses import pearson_constraint, symmetric_cross_entropy
-from .base import Explanation, HeadConfig, RetrievalHead, State, TemporalEncoder
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.methods.base import (
+    Explanation,
+    HeadConfig,
+    RetrievalHead,
+    State,
+    TemporalEncoder,
+)
+from vtr_core.methods.losses import pearson_constraint, symmetric_cross_entropy
 
 # Elements of the [Q, V_chunk, T*P] patch-score tensor built at once when scoring all pairs.
 PAIR_CHUNK_ELEMENTS = 1 << 25

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbones.base import TextFeatures
-from ..losses import symmetric_cross_entropy
-from .base import Explanation, RetrievalHead, State
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.methods.base import Explanation, RetrievalHead, State
+from vtr_core.methods.losses import symmetric_cross_entropy
 
 
 def video_embedding(frame_features: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -26,9 +26,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..backbones.base import TextFeatures
-from ..losses import symmetric_cross_entropy
-from .base import Explanation, HeadConfig, RetrievalHead, State, TemporalEncoder, softmax_pool
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.methods.base import (
+    Explanation,
+    HeadConfig,
+    RetrievalHead,
+    State,
+    TemporalEncoder,
+    softmax_pool,
+)
+from vtr_core.methods.losses import symmetric_cross_entropy
 
 STOP_WORDS = frozenset(
     "a an the and or but if of at by for with about against between into through during before after above below "
@@ -95,6 +102,21 @@ class S3MA(RetrievalHead):
         centroids, assignment = spherical_kmeans(word_vectors.float().numpy(), self.config.num_concepts, seed)
         self.concepts = nn.Parameter(torch.from_numpy(np.ascontiguousarray(centroids)).float())
         self.load_extra_state({"words": list(words), "word_concept": [int(k) for k in assignment]})
+
+    def prepare(self, backbone: Any, corpus: list[str] | None, seed: int = 0) -> None:
+        """The bank from the words of `corpus` (training captions; ImageNet's class names when none),
+        embedded by the backbone's text tower."""
+        if not corpus:
+            from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+            corpus = list(IMAGENET_CLASSNAMES)
+        words = build_vocabulary(corpus)
+        vectors = torch.cat([backbone.encode_text(words[i : i + 1024]).sentence for i in range(0, len(words), 1024)])
+        self.init_concepts(vectors, words, seed=seed)
+
+    def fit_state_shapes(self, state: dict[str, torch.Tensor]) -> None:
+        if isinstance(state.get("concepts"), torch.Tensor):  # the bank's size is the checkpoint's
+            self.concepts = nn.Parameter(torch.zeros(state["concepts"].shape[0], self.embed_dim))
 
     def extra_state(self) -> dict[str, Any]:
         return {"words": self.words, "word_concept": self.word_concept}

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import plots
-from .explorer import DslView, ExplainView, TextToVideo, VideoToText
+from vtr_core.explorer import plots
+from vtr_core.explorer.service import DslView, ExplainView, TextToVideo, VideoToText
 
 
 class ImageFiles:

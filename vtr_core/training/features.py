@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backbones import Backbone
-from .backbones.base import TextFeatures, concat_text_features
-from .data import RetrievalDataset
-from .errors import VtrError
-from .index import VideoIndex
-from .indexer import ProgressFn, index_folder
-from .storage import atomic_torch_save, cache_dir
+from vtr_core.backbones import Backbone
+from vtr_core.backbones.base import TextFeatures, concat_text_features
+from vtr_core.errors import VtrError
+from vtr_core.index import VideoIndex
+from vtr_core.indexing.indexer import ProgressFn, index_folder
+from vtr_core.storage import atomic_torch_save, cache_dir
+from vtr_core.training.data import RetrievalDataset
 
 log = logging.getLogger(__name__)
 MAX_WORDS = 32  # word tokens kept per caption, as the papers' max_words

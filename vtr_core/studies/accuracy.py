@@ -25,18 +25,23 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .backbones import Backbone, create_backbone
-from .backbones.base import TextFeatures
-from .backbones.lite import CONSE_TEMPERATURE, CONSE_TOP_K, conse
-from .data import load_dataset
-from .errors import VtrError
-from .evaluate import text_states, video_states
-from .features import caption_features, video_features
-from .methods import METHODS, create_head, resolve_head
-from .metrics import text_to_video_metrics
-from .ranking import all_pair_scores
-from .storage import atomic_write_bytes
-from .train import TrainConfig, TrainData, train_head
+from vtr_core.backbones import Backbone, create_backbone
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.backbones.lite import CONSE_TEMPERATURE, CONSE_TOP_K, conse
+from vtr_core.errors import VtrError
+from vtr_core.methods import (
+    METHODS,
+    create_head,
+    resolve_head,
+    text_states,
+    video_states,
+)
+from vtr_core.retrieval.ranking import all_pair_scores
+from vtr_core.storage import atomic_write_bytes
+from vtr_core.training.data import load_dataset
+from vtr_core.training.features import caption_features, video_features
+from vtr_core.training.metrics import text_to_video_metrics
+from vtr_core.training.train import TrainConfig, TrainData, train_head
 
 QUERY_MIX = 0.3  # query-meets-video variant: 0.3 sentence + 0.7 its ConSE projection
 QUERY_TOP_K, QUERY_TEMPERATURE = 10, 0.05

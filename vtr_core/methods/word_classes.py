@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import VtrError
+from vtr_core.errors import VtrError
 
 VERB, NOUN, OTHER = "verb", "noun", "other"
 

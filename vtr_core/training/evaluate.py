@@ -2,8 +2,8 @@
 
 Text-to-video ranks the videos for each query (MSR-VTT: the JSFUSION caption of each video).
 Video-to-text ranks caption groups for each video using every caption (CLIP4Clip's multi-caption
-rule, vtr_core.metrics). The dual-softmax row is transductive: it revises the score matrix of the
-whole query set at once (vtr_core.dsl), so it is reported as a separate, labelled row.
+rule, vtr_core.training.metrics). The dual-softmax row is transductive: it revises the score matrix of the
+whole query set at once (vtr_core.retrieval.dsl), so it is reported as a separate, labelled row.
 """
 
 from __future__ import annotations
@@ -13,13 +13,21 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .backbones.base import TextFeatures
-from .dsl import dsl_revise, dsl_revise_v2t, inverted_softmax, inverted_softmax_v2t
-from .metrics import text_to_video_metrics, video_to_text_metrics
-from .methods import RetrievalHead, State, concat_states
-from .ranking import rank_order, score_matrix
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.methods import (
+    RetrievalHead,
+    text_states,
+    video_states,
+)
+from vtr_core.retrieval.dsl import (
+    dsl_revise,
+    dsl_revise_v2t,
+    inverted_softmax,
+    inverted_softmax_v2t,
+)
+from vtr_core.retrieval.ranking import rank_order, score_matrix
+from vtr_core.training.metrics import text_to_video_metrics, video_to_text_metrics
 
-STATE_BATCH = 128
 # transductive revisers of a whole score matrix: (text-to-video, video-to-text)
 REVISERS = {"dsl": (dsl_revise, dsl_revise_v2t), "inverted": (inverted_softmax, inverted_softmax_v2t)}
 
@@ -51,24 +59,6 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@torch.no_grad()
-def video_states(head: RetrievalHead, frames: torch.Tensor, patches: torch.Tensor | None,
-                 batch: int = STATE_BATCH, raw: torch.Tensor | None = None) -> State:
-    parts, device = [], head.device  # features move to the head a batch at a time
-    for start in range(0, frames.shape[0], batch):
-        stop = start + batch
-        parts.append(head.video_state(frames[start:stop].to(device).float(),
-                                      patches[start:stop].to(device).float() if patches is not None else None,
-                                      raw[start:stop].to(device).float() if raw is not None else None))
-    return concat_states(parts)
-
-
-@torch.no_grad()
-def text_states(head: RetrievalHead, text: TextFeatures, batch: int = 1024) -> State:
-    return concat_states([head.text_state(text.select(range(s, min(s + batch, len(text)))).to(head.device))
-                          for s in range(0, len(text), batch)])
 
 
 def _on_cpu(scores_and_mask: tuple[torch.Tensor, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:

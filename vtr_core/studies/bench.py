@@ -33,13 +33,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backbones.base import TextFeatures
-from .errors import VtrError
-from .exact_search import TorchFlatIndex
-from .index import VideoIndex, build_faiss
-from .methods.eercf import EERCF, EERCFConfig
-from .ranking import rerank_candidates
-from .storage import atomic_write_bytes
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.errors import VtrError
+from vtr_core.index import VideoIndex, build_faiss
+from vtr_core.methods.eercf import EERCF, EERCFConfig
+from vtr_core.retrieval.exact_search import TorchFlatIndex
+from vtr_core.retrieval.ranking import rerank_candidates
+from vtr_core.storage import atomic_write_bytes
 
 FINE_CHUNK = 20_000  # videos scored per chunk when timing the fine score over all N
 HNSW_EF_SEARCH = (64, 128, 256, 512, 1024)  # HNSW32 search breadths: the speed / recall trade-off
@@ -334,7 +334,7 @@ def current_rss_bytes() -> int:
 def explorer_at_rest(index_dir: str | Path, device: str = "cpu") -> dict:
     """RSS of the explorer's service after every method has answered one query (what the app
     holds between requests: backbone, heads, video states, faiss indexes)."""
-    from .explorer import Explorer
+    from vtr_core.explorer.service import Explorer
 
     before = current_rss_bytes()
     explorer = Explorer(index_dir, device=device)
@@ -405,10 +405,10 @@ def indexing_suite(video_dir: str | Path, backbone_specs: list[str], device: str
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
-    from .backbones import create_backbone
-    from .decoding import decode_ahead, default_decode_workers
-    from .indexer import index_folder, scan_videos
-    from .video import read_video
+    from vtr_core.backbones import create_backbone
+    from vtr_core.indexing.indexer import index_folder, scan_videos
+    from vtr_core.indexing.workers import decode_ahead, default_decode_workers
+    from vtr_core.video.decode import read_video
 
     paths = scan_videos(Path(video_dir))[:max_videos]
     if not paths:
@@ -489,8 +489,8 @@ def training_suite(backbone, methods: list[str], videos: int = 256, frames: int 
     """Steps/s of head training from cached (here synthetic) features, one method at a time."""
     import tempfile
 
-    from .methods import create_head
-    from .train import TrainConfig, TrainData, train_head
+    from vtr_core.methods import create_head
+    from vtr_core.training.train import TrainConfig, TrainData, train_head
 
     generator = torch.Generator().manual_seed(0)
     words = ["man", "woman", "dog", "car", "ball", "kitchen", "road", "rides", "cooks", "throws", "runs", "red"]
@@ -599,7 +599,7 @@ def render_performance(results: dict[str, dict]) -> str:
                 lines.append(f"Text encoding ({result.get('text_backbone') or 'lite'}): {result['text_encode']['p50_ms']:.1f} / "
                              f"{result['text_encode']['p99_ms']:.1f} ms.")
             if result.get("copy_bytes_per_s"):
-                lines += ["", f"Stage 1 on the GPU: an exact float16 product and top-k in torch (vtr_core.exact_search). "
+                lines += ["", f"Stage 1 on the GPU: an exact float16 product and top-k in torch (vtr_core.retrieval.exact_search). "
                           f"Memory bandwidth measured in this run (device-to-device copy, read + write): "
                           f"{result['copy_bytes_per_s'] / 1e12:.2f} TB/s; the floor is reading N x {result['dim']} float16 once.", "",
                           "| N | exact GPU search p50 / p99 | product alone | top-k alone | floor | p50 / floor | "

@@ -15,13 +15,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .backbones import Backbone
-from .errors import IndexMismatchError, QueryError
-from .evaluate import text_states, video_states
-from .exact_search import TorchFlatIndex
-from .index import VideoIndex, build_faiss
-from .methods import RetrievalHead, State, select_rows
-from .methods.meanp import MeanPooling
+from vtr_core.backbones import Backbone
+from vtr_core.contracts import check_search
+from vtr_core.errors import QueryError
+from vtr_core.index import VideoIndex, build_faiss
+from vtr_core.methods import (
+    RetrievalHead,
+    State,
+    select_rows,
+    text_states,
+    video_states,
+)
+from vtr_core.methods.meanp import MeanPooling
+from vtr_core.retrieval.exact_search import TorchFlatIndex
 
 
 @dataclass
@@ -48,31 +54,12 @@ class SearchTimings:
     extra: dict = field(default_factory=dict)
 
 
-def check_fits(index: VideoIndex, backbone: Backbone, head: RetrievalHead | None) -> None:
-    """Refuse a backbone or head made for other features than the index's: never silently wrong scores."""
-    header, where = index.header, f"index {index.directory}"
-    if backbone.id != header.backbone_id or backbone.embed_dim != header.embed_dim:
-        raise IndexMismatchError(f"{where} was built with backbone {header.backbone_id} ({header.embed_dim}-d); "
-                                 f"this search uses {backbone.id} ({backbone.embed_dim}-d)")
-    if head is None:
-        return
-    if head.embed_dim != header.embed_dim:
-        raise IndexMismatchError(f"the {head.name} head is for {head.embed_dim}-d features; {where} has {header.embed_dim}-d")
-    frames = getattr(head.config, "num_frames", None)
-    if frames is not None and frames != header.num_frames:
-        raise IndexMismatchError(f"the {head.name} head was built for {frames} frames per video; "
-                                 f"{where} has {header.num_frames}")
-    if head.raw_dim and head.raw_dim != header.raw_dim:
-        raise IndexMismatchError(f"the {head.name} head is for {head.raw_dim}-d raw features; "
-                                 f"{where} stores {header.raw_dim or 'none'}")
-
-
 class Searcher:
     """One head over one index: video states and the coarse index are computed once."""
 
     def __init__(self, index: VideoIndex, backbone: Backbone, head: RetrievalHead | None = None,
                  device: str | torch.device = "cpu"):
-        check_fits(index, backbone, head)
+        check_search(index, backbone, head)
         self.index, self.backbone = index, backbone
         self.device = torch.device(device)  # where the head scores and, on a GPU, stage 1 runs
         self.head = (head or MeanPooling(backbone.embed_dim)).eval().to(self.device)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import VideoError
-from .storage import file_sha256
-from .video import SampledFrames, frame_strip, jpeg_bytes, read_video
+from vtr_core.errors import VideoError
+from vtr_core.storage import file_sha256
+from vtr_core.video.decode import SampledFrames, frame_strip, jpeg_bytes, read_video
 
 
 @dataclass

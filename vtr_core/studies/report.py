@@ -16,13 +16,20 @@ from pathlib import Path
 
 import torch
 
-from .backbones import Backbone
-from .data import load_dataset
-from .evaluate import EvalResult, evaluate_head, text_states, video_states
-from .features import caption_features, video_features
-from .methods import METHODS, create_head, default_checkpoint, load_head
-from .metrics import text_to_video_metrics
-from .ranking import all_pair_scores, rank_order, two_stage_scores
+from vtr_core.backbones import Backbone
+from vtr_core.methods import (
+    METHODS,
+    create_head,
+    default_checkpoint,
+    load_head,
+    text_states,
+    video_states,
+)
+from vtr_core.retrieval.ranking import all_pair_scores, rank_order, two_stage_scores
+from vtr_core.training.data import load_dataset
+from vtr_core.training.evaluate import EvalResult, evaluate_head
+from vtr_core.training.features import caption_features, video_features
+from vtr_core.training.metrics import text_to_video_metrics
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -1,7 +1,7 @@
 """Indexing a folder of videos: scan, decode ahead in workers, encode in batches, commit.
 
 Decoding, hashing and thumbnails run in worker threads (CPU encoder) or processes (GPU encoder)
-ahead of the encoder (vtr_core.decoding), so a GPU is not left waiting. Work is committed every
+ahead of the encoder (vtr_core.indexing.workers), so a GPU is not left waiting. Work is committed every
 `commit_every` videos, and no more often than every `commit_interval_s`, so a fast GPU run does
 not spend its time in fsync: a killed run keeps everything committed before, and the next run
 skips it (same size and mtime, or same content hash).
@@ -18,13 +18,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .backbones import Backbone
-from .backbones.base import FrameFeatures
-from .decoding import DecodedVideo, decode_ahead, default_decode_workers
-from .errors import VtrError
-from .index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
-from .methods import meanp
-from .video import is_video_path
+from vtr_core.backbones import Backbone
+from vtr_core.backbones.base import FrameFeatures
+from vtr_core.errors import VtrError
+from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.indexing.workers import DecodedVideo, decode_ahead, default_decode_workers
+from vtr_core.methods import meanp
+from vtr_core.video.decode import is_video_path
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, current item)
 

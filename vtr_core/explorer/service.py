@@ -3,7 +3,7 @@
 `Explorer` opens an index with the backbone it was built with, loads heads lazily (the shipped
 checkpoint of each method, else zero-shot) and caches them and their searchers under a lock, so
 concurrent requests share one copy. Every method returns plain records (dataclasses, PIL
-images, numpy arrays); `vtr_core.panels` turns them into charts. Nothing here knows about Gradio.
+images, numpy arrays); `vtr_core.explorer.panels` turns them into charts. Nothing here knows about Gradio.
 
 Writes never touch a read-only or bundled index (precomputed/): the first write (indexing a
 folder, adding a clip) copies it to a user collection under the work directory (default
@@ -31,14 +31,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import indexer
-from .backbones import Backbone, create_backbone, resolve_backbone_spec, resolve_device
-from .corpus import CaptionCorpus, find_collection_captions, load_corpus
-from .dsl import dsl_revise
-from .errors import IndexMismatchError, QueryError, VideoError, VtrError
-from .evaluate import text_states
-from .index import MANIFEST, VideoIndex
-from .methods import (
+from vtr_core.backbones import (
+    resolve_device,
+)
+from vtr_core.contracts import clean_query, open_with_backbone
+from vtr_core.errors import QueryError, VideoError, VtrError
+from vtr_core.explorer.corpus import (
+    CaptionCorpus,
+    find_collection_captions,
+    load_corpus,
+)
+from vtr_core.index import MANIFEST, VideoIndex
+from vtr_core.indexing import indexer
+from vtr_core.methods import (
     METHODS,
     Explanation,
     RetrievalHead,
@@ -46,17 +51,15 @@ from .methods import (
     best_shipped_method,
     concat_states,
     resolve_head,
+    text_states,
 )
-from .ranking import all_pair_scores
-from .search import Searcher
-from .storage import atomic_write_json, cache_dir, file_sha256
-from .video import is_video_path, read_video, split_strip
+from vtr_core.resources import bundled_dir, demo_index_dir, results_json
+from vtr_core.retrieval.dsl import dsl_revise
+from vtr_core.retrieval.ranking import all_pair_scores
+from vtr_core.retrieval.search import Searcher
+from vtr_core.storage import atomic_write_json, cache_dir, file_sha256
+from vtr_core.video.decode import is_video_path, read_video, split_strip
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "precomputed"
-DEMO_INDEX = BUNDLED / "demo_index"
-RESULTS_JSON = REPO / "docs" / "results.json"
-MAX_QUERY_CHARS = 1_000
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # a clip uploaded from a browser (the app's --max-upload-mb)
 MAX_TOP_K = 100
 MAX_DSL_QUERIES = 24
@@ -189,16 +192,6 @@ class _Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def check_query(query: str) -> str:
-    """The query with control characters dropped and whitespace collapsed, or a one-line error."""
-    query = " ".join("".join(c if c.isprintable() else " " for c in query).split()) if isinstance(query, str) else ""
-    if not query:
-        raise QueryError("empty query: type a few words describing the clip")
-    if len(query) > MAX_QUERY_CHARS:
-        raise QueryError(f"query too long ({len(query)} characters): keep it under {MAX_QUERY_CHARS}")
-    return query
-
-
 def rank_of(row: np.ndarray, column: int) -> int:
     """1-based rank of one column in a score row (ties count against it)."""
     return int((row > row[column]).sum() + (row[:column] == row[column]).sum() + 1)
@@ -211,19 +204,13 @@ def _slug(text: str) -> str:
 class Explorer:
     """Search, video-to-text, explanations and collection management over one index."""
 
-    def __init__(self, index_dir: str | os.PathLike = DEMO_INDEX, device: str = "auto", backbone: str | None = None,
+    def __init__(self, index_dir: str | os.PathLike | None = None, device: str = "auto", backbone: str | None = None,
                  captions: str | os.PathLike | None = None, workdir: str | os.PathLike | None = None,
                  video_roots: Sequence[str | os.PathLike] = (), max_upload_bytes: int = MAX_UPLOAD_BYTES):
-        self.source_dir = Path(index_dir).resolve()
-        source = VideoIndex.open(self.source_dir)  # a one-line error for anything that is not an index
-        spec = source.header.backbone_spec
-        if backbone and backbone != "auto" and resolve_backbone_spec(backbone) != spec:
-            raise IndexMismatchError(f"index {index_dir} was built with backbone {spec} ({source.header.embed_dim}-d); "
-                                     f"this run asks for {backbone}: leave --backbone out to use the index's own")
+        self.source_dir = Path(index_dir or demo_index_dir()).resolve()
         self.device = resolve_device(device)
-        self.backbone: Backbone = create_backbone(spec, self.device)
-        VideoIndex.open(self.source_dir, backbone_id=self.backbone.id, embed_dim=self.backbone.embed_dim)  # refuses another backbone version
-        self.read_only = self.source_dir.is_relative_to(BUNDLED) or not os.access(self.source_dir, os.W_OK)
+        _, self.backbone = open_with_backbone(self.source_dir, backbone, self.device)
+        self.read_only = self.source_dir.is_relative_to(bundled_dir().resolve()) or not os.access(self.source_dir, os.W_OK)
         root = Path(workdir) if workdir else cache_dir() / "explorer"
         if self.read_only:
             self.user_dir = root / f"{self.source_dir.name}-{hashlib.sha256(str(self.source_dir).encode()).hexdigest()[:8]}"
@@ -325,7 +312,7 @@ class Explorer:
 
     # -- text to video -------------------------------------------------------------------------
     def text_to_video(self, query: str, method: str = "meanp", top_k: int = 10) -> TextToVideo:
-        query = check_query(query)
+        query = clean_query(query)
         top_k = max(1, min(int(top_k), MAX_TOP_K))
         loaded = self._loaded(method)
         searcher = loaded.searcher
@@ -379,7 +366,7 @@ class Explorer:
         """States of a collection clip (by id) or of a video file (decoded and encoded now)."""
         head, _ = self.head(method)
         index = self.index
-        if video in index._row_of_id:
+        if video in index:
             row = index.row_of(video)
             return self._loaded(method).searcher.candidate_states([row]), video, self.frames(index, row)
         path = Path(video)
@@ -413,7 +400,7 @@ class Explorer:
     @torch.no_grad()
     def explain(self, query: str, video_id: str, method: str = "meanp") -> ExplainView:
         """Why a clip scored what it did for a query: the head's own `explain`, plus frames."""
-        query = check_query(query)
+        query = clean_query(query)
         index = self.index
         row = self._row(index, video_id)
         head, _ = self.head(method)
@@ -442,7 +429,7 @@ class Explorer:
         index = self.index
         head, _ = self.head(method)
         if queries:
-            queries = [check_query(q) for q in queries if q.strip()]
+            queries = [clean_query(q) for q in queries if q.strip()]
         if queries:
             if not 2 <= len(queries) <= MAX_DSL_QUERIES:
                 raise QueryError(f"DSL revises a whole query set: give 2 to {MAX_DSL_QUERIES} queries, one per line")
@@ -528,7 +515,7 @@ class Explorer:
         """The folder, resolved (symlinks and `..` followed), if it lies under an allowed root.
 
         A browser must not make the server read, index or later serve files the operator did not
-        offer: folders are confined to `video_roots` (the app's --video-root, plus the folders that
+        offer: folders are confined to `video_roots` (the video roots given, plus the folders that
         already hold the collection's clips).
         """
         if not str(folder or "").strip():
@@ -537,7 +524,7 @@ class Explorer:
         resolved = asked.resolve()
         if not any(resolved.is_relative_to(root) for root in self.video_roots):
             raise VtrError(f"{asked}: outside the folders this app may index ({', '.join(self.video_roots)}); "
-                           "start the app with --video-root DIR to allow another")
+                           "allow another video root to index it", setting="video_root")
         if not resolved.is_dir():
             raise VtrError(f"{asked}: no such folder on the server")
         return resolved
@@ -599,8 +586,9 @@ class Explorer:
         return sorted(f for f in folders if not any(f != o and f.startswith(o + os.sep) for o in folders))
 
 
-def results_table(path: str | os.PathLike = RESULTS_JSON) -> tuple[list[str], list[list]]:
+def results_table(path: str | os.PathLike | None = None) -> tuple[list[str], list[list]]:
     """The evaluation table (docs/results.json, written by `vtr_core report`): columns, rows."""
+    path = path or results_json()
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:

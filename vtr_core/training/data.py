@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VtrError
+from vtr_core.errors import VtrError
 
 VALIDATION_VIDEOS = 100
 SPLIT_SEED = 0

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import VtrError
+from vtr_core.errors import VtrError
 
 MAX_CAPTIONS = 50_000
 MAX_CAPTION_CHARS = 1_000

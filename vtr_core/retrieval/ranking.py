@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .methods import RetrievalHead, State, select_rows
+from vtr_core.methods import RetrievalHead, State, select_rows
 
 RERANK_OFFSET = 100.0
 QUERY_CHUNK = 64

@@ -24,11 +24,11 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .backbones.base import TextFeatures
-from .errors import VtrError
-from .evaluate import evaluate_head
-from .methods import RetrievalHead, load_state, save_head
-from .storage import atomic_torch_save, read_plain, remove_stale_temps
+from vtr_core.backbones.base import TextFeatures
+from vtr_core.errors import VtrError
+from vtr_core.methods import RetrievalHead, load_state, save_head
+from vtr_core.storage import atomic_torch_save, read_plain, remove_stale_temps
+from vtr_core.training.evaluate import evaluate_head
 
 
 @dataclass
@@ -235,7 +235,8 @@ def train_head(
         state = read_plain(last, "resume file")  # plain tensors only: a pickle that runs code is refused
         if not isinstance(state, dict) or state.get("method") != head.name:
             held = state.get("method") if isinstance(state, dict) else None
-            raise VtrError(f"resume file {last} holds a {held} run, not {head.name}: use another --output")
+            raise VtrError(f"resume file {last} holds a {held} run, not {head.name}: use another output folder",
+                           setting="output")
         load_state(head, state["head"], f"resume file {last}")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -308,8 +309,8 @@ class EndToEndData:
 
 
 def prepare_pixels(paths: list, backbone, num_frames: int, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    from .backbones.base import frames_to_tensor
-    from .video import read_video
+    from vtr_core.backbones.base import frames_to_tensor
+    from vtr_core.video.decode import read_video
 
     crops = []
     for i, path in enumerate(paths):
@@ -337,7 +338,7 @@ def fine_tune(
     output_dir/backbone.pt); the head checkpoint (output_dir/best.pt, the last epoch) is tied to
     that backbone's id, so indexes must be rebuilt with it.
     """
-    from .backbones.clip import weights_fingerprint
+    from vtr_core.backbones.clip import weights_fingerprint
 
     if not hasattr(backbone, "forward_pixels"):
         raise VtrError(f"end-to-end fine-tuning needs a clip backbone, not {backbone.spec}")
