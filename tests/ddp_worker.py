@@ -7,7 +7,7 @@ import torch
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods.eercf import EERCF
 from vtr_core.methods.s3ma import S3MA
-from vtr_core.training.train import (
+from vtr_core.training import (
     GatheredLoss,
     average_gradients,
     init_distributed,

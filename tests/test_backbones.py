@@ -10,7 +10,7 @@ from vtr_core.backbones import create_backbone, resolve_backbone_spec
 from vtr_core.backbones.base import frames_to_tensor
 from vtr_core.contracts import MAX_QUERY_CHARS, clean_queries
 from vtr_core.errors import BackboneError, QueryError
-from vtr_core.video.decode import read_video
+from vtr_core.video import read_video
 
 
 # ---------------------------------------------------------------- shared preprocessing / queries

@@ -34,8 +34,8 @@ from tests.conftest import (
     write_video,
 )
 from vtr_core.index import VideoIndex
-from vtr_core.indexing.indexer import index_folder
-from vtr_core.video.decode import read_video
+from vtr_core.indexing import index_folder
+from vtr_core.video import read_video
 
 FRAMES = 12
 EIGHT_K = (7680, 4320)
@@ -196,7 +196,7 @@ def test_two_hour_video_is_sampled_by_seeking(workspace):
 
 MEASURE_READ = """
 import json, resource, sys
-from vtr_core.video.decode import read_video
+from vtr_core.video import read_video
 started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sampled = read_video(sys.argv[1], int(sys.argv[2]))
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - started

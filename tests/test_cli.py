@@ -1,12 +1,15 @@
 """The CLI as a user runs it: real processes, real files, one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import REPO, write_video
+
+COMMANDS = ["index", "search", "eval", "train", "report", "accuracy", "bench", "remove", "info"]
 
 
 def run(*args, check=True):
@@ -72,6 +75,10 @@ def test_reindex_is_incremental(built_index):
          "was built with --faiss Flat; this run asks for HNSW32"),
         (["index", "{root}/nowhere", "--index", "{root}/other"], "no such folder"),
         (["remove", "nothing", "--index", "{idx}"], "no video 'nothing'"),
+        # the library names the setting; the command line adds the flags that set it
+        (["search", "--index", "{idx}", "dog", "--method", "meanp", "--checkpoint", "{root}/head.pt", "--zero-shot"],
+         "not both (--checkpoint / --zero-shot)"),
+        (["index", "{root}/videos", "--index", "{root}/other", "--frames", "-1"], "--frames must be at least 1"),
     ],
 )
 def test_errors_are_one_line(built_index, args, message):
@@ -93,3 +100,22 @@ def test_failed_files_set_exit_status(tmp_path):
     assert result.returncode == 1
     assert "indexed 1 new" in result.stdout and "1 failed" in result.stdout
     assert "skipped:" in result.stderr and "bad.mp4: not a readable video" in result.stderr
+
+
+def test_help_lists_the_commands_and_each_has_its_own(capsys):
+    """`--help` is answered before anything heavy loads; the commands are listed in this order."""
+    from vtr_core.cli import main
+
+    result = run("--help")
+    listed = [match[1] for match in re.finditer(r"^    (\S+) ", result.stdout, flags=re.MULTILINE)]
+    assert listed == COMMANDS
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: python -m vtr_core {command} ")
+
+
+def test_a_command_is_required():
+    result = run(check=False)
+    assert result.returncode == 2 and "the following arguments are required: command" in result.stderr

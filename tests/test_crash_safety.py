@@ -170,10 +170,10 @@ serve(run)
 
 TRAIN_ZYGOTE = ZYGOTE_COMMON + r'''
 from vtr_core.methods import checkpoints
-from vtr_core.training import train
+from vtr_core.training import loop
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods import make_config, method_class
-from vtr_core.training.train import TrainConfig, TrainData, train_head
+from vtr_core.training import TrainConfig, TrainData, train_head
 
 V, T, D, C = 48, 4, 32, 96  # a tiny synthetic task: captions near their video's mean frame
 g = torch.Generator().manual_seed(0)
@@ -194,7 +194,7 @@ def run(job):
         storage.atomic_write(path, temp_written("best_temp", lambda h: torch.save(obj, h)))
         point("best_published")
 
-    train.atomic_torch_save, checkpoints.atomic_torch_save = save_last_noted, save_best_noted
+    loop.atomic_torch_save, checkpoints.atomic_torch_save = save_last_noted, save_best_noted
     head = method_class("eercf")(D, make_config("eercf", T, temporal_layers=1), raw_dim=0)
     config = TrainConfig(epochs=job["epochs"], batch_size=16, lr=3e-3, seed=0)
     result = train_head(head, data, config, job["out"], "synthetic", T, resume=job["resume"],

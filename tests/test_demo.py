@@ -7,7 +7,7 @@ import numpy as np
 from tests.conftest import REPO
 from vtr_core.index import VideoIndex
 from vtr_core.retrieval.search import search_text
-from vtr_core.video.decode import read_video
+from vtr_core.video import read_video
 
 ASSETS = REPO / "assets"
 DEMO_INDEX = REPO / "precomputed" / "demo_index"

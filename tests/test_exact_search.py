@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from tests.conftest import write_video
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.index import VideoIndex, build_faiss
-from vtr_core.indexing.indexer import index_folder
-from vtr_core.indexing.workers import decode_ahead
+from vtr_core.indexing import decode_ahead, index_folder
 from vtr_core.methods.camoe import CAMoE, CAMoEConfig
 from vtr_core.methods.eercf import EERCF, EERCFConfig
 from vtr_core.retrieval import exact_search

@@ -103,7 +103,7 @@ def test_search_on_gpu_ranks_as_on_cpu(tmp_path, tiny_clip):
 @pytest.mark.parametrize("method", ["eercf", "camoe"])
 def test_head_training_and_validation_on_gpu(tmp_path, method):
     from vtr_core.methods import create_head
-    from vtr_core.training.train import (
+    from vtr_core.training import (
         TrainConfig,
         TrainData,
         ValidationData,

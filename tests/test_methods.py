@@ -10,6 +10,7 @@ from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods import METHODS, create_head, load_head, save_head, select_rows
 from vtr_core.methods.camoe import CAMoE
 from vtr_core.methods.eercf import EERCF
+from vtr_core.methods.explanation import AlignmentsPanel, ConceptsPanel, FramesPanel, GatesPanel, PatchesPanel
 from vtr_core.methods.losses import pearson_constraint, symmetric_cross_entropy
 from vtr_core.methods.s3ma import S3MA, S3MAConfig, build_vocabulary, spherical_kmeans
 from vtr_core.retrieval.ranking import (
@@ -226,15 +227,24 @@ def test_explain_agrees_with_similarity(heads, lite_backbone, name):
     explanation = head.explain(select_rows(q, [0]), select_rows(v, [2]), text.select([0]))
     assert explanation.score == pytest.approx(similarity[0, 2].item(), abs=1e-5)
     assert explanation.method == name
-    assert sum(explanation.frame_weights) == pytest.approx(1.0, abs=1e-5) and len(explanation.frame_weights) == 3
-    if name == "eercf":
-        assert len(explanation.patch_weights) == 3 and len(explanation.patch_weights[0]) == 49
-    if name == "s3ma":
-        assert {"query", "video", "frames", "shared", "frame_concept_map"} <= set(explanation.concepts)
-        assert all(c["words"] for c in explanation.concepts["query"])
-    if name == "camoe":
-        assert sum(explanation.gates.values()) == pytest.approx(1.0)
-        assert {a["word"] for a in explanation.extra["noun_alignments"]} == {"man", "car", "road"}
+    frames_panel = explanation.panel(FramesPanel)
+    assert sum(frames_panel.attention) == pytest.approx(1.0, abs=1e-5) and len(frames_panel.attention) == 3
+    assert all(len(series) == 3 for series in frames_panel.series.values())
+    patches = explanation.panel(PatchesPanel)
+    if name == "eercf":  # the head's own attention over each frame's 49 patches
+        assert len(patches.weights) == 3 and len(patches.weights[0]) == 49 and patches.source == "head"
+    else:
+        assert patches is None
+    concepts = explanation.panel(ConceptsPanel)
+    assert (concepts is not None) == (name == "s3ma")
+    if concepts:
+        assert concepts.query and len(concepts.frames) == 3 and concepts.frame_map["values"]
+        assert all(c["words"] for c in concepts.query)
+    gates = explanation.panel(GatesPanel)
+    assert (gates is not None) == (name == "camoe")
+    if gates:
+        assert sum(gates.gates.values()) == pytest.approx(1.0)
+        assert {a["word"] for a in explanation.panel(AlignmentsPanel).rows} == {"man", "car", "road"}
 
 
 @pytest.mark.parametrize("name", list(METHODS))

@@ -34,8 +34,8 @@ from vtr_core.methods.eercf import EERCF, EERCFConfig
 from vtr_core.methods.meanp import MeanPooling
 from vtr_core.retrieval.search import Searcher
 from vtr_core.storage import atomic_torch_save
+from vtr_core.training import TrainConfig, TrainData, train_head
 from vtr_core.training.features import caption_features, features_dir
-from vtr_core.training.train import TrainConfig, TrainData, train_head
 
 FRAMES = 2  # frames per video in the lite index
 

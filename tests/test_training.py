@@ -9,10 +9,19 @@ import pytest
 import torch
 
 from tests.conftest import REPO
+from vtr_core.errors import VtrError
 from vtr_core.index import VideoIndex
 from vtr_core.methods import create_head, load_head
-from vtr_core.training.evaluate import evaluate_head
-from vtr_core.training.train import TrainConfig, TrainData, train_head, warmup_cosine
+from vtr_core.training import (
+    EndToEndData,
+    TrainConfig,
+    TrainData,
+    evaluate_head,
+    fine_tune,
+    prepare_pixels,
+    train_head,
+    warmup_cosine,
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +119,6 @@ def test_end_to_end_fine_tuning_of_a_clip_backbone(tmp_path, video_folder, lite_
     """The tiny CLIP model and a head train together; the tuned weights become a loadable backbone."""
     from tests.conftest import save_tiny_clip
     from vtr_core.backbones import create_backbone
-    from vtr_core.errors import VtrError
-    from vtr_core.training.train import EndToEndData, fine_tune, prepare_pixels
 
     _, checkpoint = save_tiny_clip(tmp_path, "tiny-e2e")
     backbone = create_backbone(f"clip:tiny-e2e/{checkpoint}", "cpu")
@@ -135,5 +142,31 @@ def test_end_to_end_fine_tuning_of_a_clip_backbone(tmp_path, video_folder, lite_
     assert torch.allclose(tuned.encode_text(["a moving bar"]).sentence, backbone.encode_text(["a moving bar"]).sentence, atol=1e-5)
     trained_head = load_head(tmp_path / "run" / "best.pt", tuned, method="eercf", num_frames=3)
     assert trained_head.name == "eercf"
-    with pytest.raises(VtrError, match="needs a clip backbone"):
-        fine_tune(lite_backbone, head, data, TrainConfig(epochs=1), tmp_path / "x", num_frames=3)
+
+
+def test_end_to_end_fine_tuning_needs_the_declared_capability(tmp_path, lite_backbone):
+    """fine_tune asks the backbone's `trains_end_to_end`, not whether it happens to have forward_pixels."""
+    from vtr_core.backbones.clip import ClipBackbone
+    from vtr_core.backbones.lite import LiteBackbone
+
+    assert LiteBackbone.trains_end_to_end is False and lite_backbone.trains_end_to_end is False
+    assert ClipBackbone.trains_end_to_end is True
+    data = EndToEndData(torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8), ["a dog", "a cat"], torch.arange(2))
+    head = create_head("meanp", lite_backbone, num_frames=3)
+    with pytest.raises(VtrError) as refused:
+        fine_tune(lite_backbone, head, data, TrainConfig(epochs=1), tmp_path / "lite", num_frames=3)
+    assert str(refused.value) == "end-to-end fine-tuning needs a clip backbone, not lite"
+
+    class PixelsWithoutTheCapability(LiteBackbone):  # what a hasattr(forward_pixels) check would let through
+        def __init__(self):  # no models loaded: fine_tune must refuse before touching any
+            self.device = torch.device("cpu")
+
+        def forward_pixels(self, pixels):
+            raise AssertionError("fine_tune ran a backbone that does not declare trains_end_to_end")
+
+    with pytest.raises(VtrError, match="^end-to-end fine-tuning needs a clip backbone, not lite$"):
+        fine_tune(PixelsWithoutTheCapability(), head, data, TrainConfig(epochs=1), tmp_path / "fake", num_frames=3)
+    assert not (tmp_path / "lite").exists() and not (tmp_path / "fake").exists()
+    # the CLI decodes the training clips first: that refuses too, before a single video is read
+    with pytest.raises(VtrError, match="^end-to-end fine-tuning needs a clip backbone, not lite$"):
+        prepare_pixels([tmp_path / "not-even-a-file.mp4"], lite_backbone, num_frames=3)

@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import write_video
 from vtr_core.errors import VideoError
-from vtr_core.video.decode import (
+from vtr_core.video import (
     frame_strip,
     is_video_path,
     read_video,

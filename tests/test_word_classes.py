@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from vtr_core.methods import word_classes as wc
-from vtr_core.methods.word_classes import WordClassError, role_masks, word_classes
+from vtr_core.methods import word_pieces
+from vtr_core.methods.word_classes import WordClassError, word_classes
+from vtr_core.methods.word_pieces import role_masks
 
 
 def verbs_nouns(text: str) -> tuple[list[str], list[str]]:
@@ -187,11 +189,11 @@ def test_role_masks_special_names_are_not_matched_as_text():
 
 def test_clip_pieces_are_decoded_from_byte_level_bpe():
     # "café 😀": é is two UTF-8 bytes in one piece; the emoji's four bytes are split over two pieces
-    texts, word_ids = wc._clip_pieces(["<start_of_text>", "cafÃ©</w>", "ðŁ", "ĺĢ</w>", "<end_of_text>", "!"])
+    texts, word_ids = word_pieces._clip_pieces(["<start_of_text>", "cafÃ©</w>", "ðŁ", "ĺĢ</w>", "<end_of_text>", "!"])
     assert texts == [None, "café", "", "😀", None, None]
     assert word_ids == [-1, 0, 1, 1, -1, -1]
     # already-decoded text is taken as it is
-    assert wc._clip_pieces(["naïve</w>"])[0] == ["naïve"]
+    assert word_pieces._clip_pieces(["naïve</w>"])[0] == ["naïve"]
 
 
 def test_role_masks_pieces_of_another_caption_are_other():
@@ -337,10 +339,10 @@ def test_tagger_is_loaded_once_and_without_nltk():
 def test_concurrent_first_use_is_consistent():
     captions = [f"a man number {i} is driving a car while {i} dogs chase a ball" for i in range(40)]
     wc._load_tagger.cache_clear()
-    wc._caption_classes.cache_clear()
+    wc.caption_classes.cache_clear()
     serial = [[c for _, c in caption] for caption in word_classes(captions)]
     wc._load_tagger.cache_clear()
-    wc._caption_classes.cache_clear()
+    wc.caption_classes.cache_clear()
     results: dict[int, list] = {}
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -366,7 +368,7 @@ def test_missing_textblob_is_a_clear_error(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "textblob" else real(name, *a))
     wc._load_tagger.cache_clear()
-    wc._caption_classes.cache_clear()
+    wc.caption_classes.cache_clear()
     try:
         with pytest.raises(WordClassError, match="textblob"):
             word_classes(["a dog runs"])

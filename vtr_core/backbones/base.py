@@ -63,6 +63,11 @@ class Backbone(Protocol):
     raw_dim: int  # width of FrameFeatures.raw, 0 when the backbone has none
     patch_grid: tuple[int, int] | None
     device: torch.device
+    # Whether end-to-end fine-tuning (vtr_core.training.fine_tune) may train its weights together
+    # with a head. A backbone that declares True also offers trainable() (the module to train),
+    # forward_pixels() and forward_text() (differentiable, on its device), save_weights(),
+    # image_size, mean and std, as the open_clip backbone does; the lite backbone declares False.
+    trains_end_to_end: bool
 
     # patch_dtype: float16 halves the patch tokens' copy from a GPU (the index stores float16)
     def encode_frames(self, frames: np.ndarray, patch_dtype: torch.dtype = torch.float32) -> FrameFeatures: ...

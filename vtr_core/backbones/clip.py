@@ -109,6 +109,7 @@ def check_weights_file(path: str | os.PathLike) -> None:
 class ClipBackbone:
     # CLIP's frame features are already trained for the joint space; heads adapt them directly.
     raw_dim = 0
+    trains_end_to_end = True  # see "fine-tuning" below: trainable, forward_pixels, save_weights
 
     def __init__(self, body: str, device: torch.device):
         import open_clip

@@ -126,6 +126,7 @@ class LiteBackbone:
     spec = "lite"
     id = f"lite:efficientnet_lite0+all-MiniLM-L6-v2/conse-top{CONSE_TOP_K}-T{CONSE_TEMPERATURE:g}-t{len(CLASS_TEMPLATES)}-raw-v2"
     patch_grid = (7, 7)
+    trains_end_to_end = False  # no differentiable forward_pixels/forward_text, no save_weights
 
     def __init__(self, device: torch.device):
         self.device = device

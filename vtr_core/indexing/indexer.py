@@ -1,6 +1,7 @@
 """Indexing a folder of videos: scan, decode ahead in workers, encode in batches, commit.
 
-Decoding, hashing and thumbnails run in worker threads (CPU encoder) or processes (GPU encoder)
+What a run must decode (new and changed files, not unchanged ones, aliases or files outside the
+allowed folders) is planned first (vtr_core.indexing.scan); this module runs the plan. Decoding, hashing and thumbnails run in worker threads (CPU encoder) or processes (GPU encoder)
 ahead of the encoder (vtr_core.indexing.workers), so a GPU is not left waiting. Work is committed every
 `commit_every` videos, and no more often than every `commit_interval_s`, so a fast GPU run does
 not spend its time in fsync: a killed run keeps everything committed before, and the next run
@@ -13,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,9 +23,12 @@ from vtr_core.backbones import Backbone
 from vtr_core.backbones.base import FrameFeatures
 from vtr_core.errors import VtrError
 from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.indexing.scan import IndexPlan, plan_index, scan_videos
 from vtr_core.indexing.workers import DecodedVideo, decode_ahead, default_decode_workers
 from vtr_core.methods import meanp
-from vtr_core.video.decode import is_video_path
+
+if TYPE_CHECKING:
+    from vtr_core.index.writer import IndexWriter
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, current item)
 
@@ -64,45 +68,6 @@ class IndexReport:
         )
 
 
-def scan_videos(root: str | os.PathLike) -> list[Path]:
-    """Video files under `root` (recursive, sorted), chosen by extension (`is_video_path`).
-
-    A video named .txt is not scanned; a file named .mp4 is, whatever it holds, and one that is
-    not a decodable video (empty, text, truncated, audio only, unreadable, a broken or looping
-    symlink) becomes one failed line of the report. Symlinked folders are not followed: a link to
-    a parent folder would walk forever.
-    """
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise VtrError(f"{root}: no such folder")
-    found = []
-    for folder, subdirs, files in os.walk(root, followlinks=False):
-        subdirs.sort()
-        found.extend(Path(folder) / name for name in sorted(files) if is_video_path(name))
-    return found
-
-
-def resolved_path(path: Path) -> str:
-    """`path` with its symlinks resolved. A symlink loop raises there (RuntimeError on Python
-    3.11, OSError later) and would end the whole run; it stays as its absolute path instead, so
-    the decoder reports it as one failed file."""
-    try:
-        return str(path.resolve())
-    except (OSError, RuntimeError):
-        return os.path.abspath(path)
-
-
-def _video_id(path: Path, resolved: str, root: Path, taken: dict[str, str]) -> str:
-    """The file stem, or the relative path without suffix when another file has that stem."""
-    for candidate in (path.stem, path.relative_to(root).with_suffix("").as_posix() if path.is_relative_to(root) else resolved):
-        if taken.get(candidate, resolved) == resolved:
-            taken[candidate] = resolved
-            return candidate
-    return resolved
-
-
 def encode_clips(backbone: Backbone, clips: list[np.ndarray], patch_dtype: torch.dtype = torch.float32) -> FrameFeatures:
     """The frames of several clips [T, H, W, 3], encoded in clip order (rows i*T ... i*T+T-1).
 
@@ -127,6 +92,158 @@ def encode_clips(backbone: Backbone, clips: list[np.ndarray], patch_dtype: torch
     return FrameFeatures(frame=joined("frame"), patches=joined("patches"), raw=joined("raw"))
 
 
+def _header(backbone: Backbone, num_frames: int, store_patches: bool, faiss_factory: str) -> IndexHeader:
+    """What the index records of the backbone and the settings its features were made with."""
+    return IndexHeader(
+        backbone_spec=backbone.spec,
+        backbone_id=backbone.id,
+        embed_dim=backbone.embed_dim,
+        num_frames=num_frames,
+        patch_grid=list(backbone.patch_grid) if backbone.patch_grid else None,
+        store_patches=store_patches and backbone.patch_grid is not None,
+        faiss_factory=faiss_factory,
+        raw_dim=backbone.raw_dim,
+    )
+
+
+def _decode_settings(backbone: Backbone, workers: int | None, processes: bool | None) -> tuple[int, bool]:
+    """(decode workers, whether they are processes): one per core; processes for a GPU encoder."""
+    workers = workers or default_decode_workers()
+    if processes is None:  # a GPU encoder outruns threads that share the GIL with its feeder
+        processes = backbone.device.type == "cuda" and workers > 2
+    return workers, processes
+
+
+def _video_record(decoded: DecodedVideo, path: str) -> VideoRecord:
+    """The index's record of a decoded file (`path` relative to the index folder)."""
+    s = decoded.sampled
+    return VideoRecord(
+        video_id=decoded.video_id,
+        path=path,
+        size=decoded.stat.st_size,
+        mtime_ns=decoded.stat.st_mtime_ns,
+        sha256=decoded.sha256,
+        duration_s=round(s.duration_s, 3),
+        fps=round(s.fps, 3),
+        num_source_frames=s.num_source_frames,
+        width=s.width,
+        height=s.height,
+        frame_times_s=[round(float(t), 3) for t in s.timestamps_s],
+    )
+
+
+def batch_features(batch: list[DecodedVideo], encoded: FrameFeatures, header: IndexHeader,
+                   paths: list[str]) -> list[VideoFeatures]:
+    """One stored entry per decoded video of a batch, from the batch's encoded frames (clip order)."""
+    count, num_frames = len(batch), header.num_frames
+    frame_feats = encoded.frame.numpy().reshape(count, num_frames, -1)
+    patch_feats = None
+    if header.store_patches:
+        patch_feats = encoded.patches.numpy().reshape(count, num_frames, -1, header.embed_dim)
+    raw_feats = encoded.raw.numpy().reshape(count, num_frames, -1) if header.raw_dim else None
+    coarse = meanp.video_embedding(frame_feats).numpy()
+    return [
+        VideoFeatures(
+            record=_video_record(decoded, path),
+            coarse=coarse[i],
+            frames=frame_feats[i],
+            patches=patch_feats[i] if patch_feats is not None else None,
+            strip_jpeg=decoded.strip_jpeg,
+            raw=raw_feats[i] if raw_feats is not None else None,
+        )
+        for i, (decoded, path) in enumerate(zip(batch, paths))
+    ]
+
+
+@dataclass
+class _BatchEncoder:
+    """Decoded videos, gathered into batches of about `batch_frames` frames, encoded and added."""
+
+    backbone: Backbone
+    header: IndexHeader
+    writer: IndexWriter
+    plan: IndexPlan
+    index_root: Path
+    report: IndexReport
+    batch_frames: int
+    batch: list[DecodedVideo] = field(default_factory=list)
+
+    def take(self, decoded: DecodedVideo) -> None:
+        """Batch a new or changed video; for one only touched, record its new mtime."""
+        known = self.plan.known.get(self.plan.resolved[decoded.path])
+        if known is not None and known.sha256 == decoded.sha256:
+            # touched but identical: nothing to re-encode, but record the new mtime
+            self.report.unchanged += 1
+            self.writer.touch(known.video_id, decoded.stat.st_mtime_ns)
+            return
+        self.batch.append(decoded)
+        if len(self.batch) * self.header.num_frames >= self.batch_frames:
+            self.flush()
+
+    def flush(self) -> None:
+        """Encode the batch (one encoder call per frame size) and add its videos to the writer."""
+        if not self.batch:
+            return
+        report, began = self.report, time.perf_counter()
+        frames = [d.sampled.frames for d in self.batch]
+        encoded = encode_clips(self.backbone, frames, patch_dtype=torch.float16)  # stored as float16
+        encoded_at = time.perf_counter()
+        report.encode_s += encoded_at - began
+        resolved = [self.plan.resolved[d.path] for d in self.batch]
+        paths = [os.path.relpath(r, self.index_root) for r in resolved]
+        for decoded, real, item in zip(self.batch, resolved, batch_features(self.batch, encoded, self.header, paths)):
+            self.writer.add(item)
+            (report.updated if real in self.plan.known else report.added).append(decoded.video_id)
+        report.frames_encoded += sum(len(f) for f in frames)
+        report.store_s += time.perf_counter() - encoded_at
+        self.batch.clear()
+
+
+@dataclass
+class _CommitPacer:
+    """Commits after `every` videos and no sooner than `interval_s` after the last commit, so a fast
+    GPU run does not spend its time in fsync; the time spent committing counts as storing."""
+
+    writer: IndexWriter
+    report: IndexReport
+    every: int
+    interval_s: float
+    last: float = field(default_factory=time.perf_counter)
+
+    def due(self) -> bool:
+        """Whether enough videos wait, and long enough has passed, for the next commit."""
+        return self.writer.pending >= self.every and time.perf_counter() - self.last >= self.interval_s
+
+    def commit(self) -> None:
+        began = time.perf_counter()
+        self.writer.commit()
+        self.last = time.perf_counter()
+        self.report.store_s += self.last - began
+
+
+def _encode_and_commit(jobs: list[tuple[Path, str, int]], encoder: _BatchEncoder, pacer: _CommitPacer,
+                       decode_workers: int, decode_processes: bool, progress: ProgressFn | None) -> None:
+    """Take the decode workers' videos in order, encode them in batches, commit at the pacer's pace."""
+    report = encoder.report
+    done = 0
+    waited_from = time.perf_counter()
+    for decoded in decode_ahead(jobs, decode_workers, decode_processes):
+        report.wait_s += time.perf_counter() - waited_from
+        done += 1
+        if decoded.error:
+            report.failed.append((str(decoded.path), decoded.error))
+        else:
+            encoder.take(decoded)
+        if progress:
+            progress(done, len(jobs), decoded.path.name)
+        if pacer.due():
+            encoder.flush()
+            pacer.commit()
+        waited_from = time.perf_counter()
+    encoder.flush()
+    pacer.commit()
+
+
 def index_folder(
     video_dir: str | os.PathLike,
     index_dir: str | os.PathLike,
@@ -149,143 +266,28 @@ def index_folder(
     refused: a link inside an allowed folder must not index, and so serve, a file outside it.
     """
     started = time.perf_counter()
-    root = Path(video_dir)
-    index_dir = Path(index_dir)
+    root, index_dir = Path(video_dir), Path(index_dir)
     report = IndexReport(index_dir=str(index_dir))
-    header = IndexHeader(
-        backbone_spec=backbone.spec,
-        backbone_id=backbone.id,
-        embed_dim=backbone.embed_dim,
-        num_frames=num_frames,
-        patch_grid=list(backbone.patch_grid) if backbone.patch_grid else None,
-        store_patches=store_patches and backbone.patch_grid is not None,
-        faiss_factory=faiss_factory,
-        raw_dim=backbone.raw_dim,
-    )
+    header = _header(backbone, num_frames, store_patches, faiss_factory)
     if batch_frames is None:
         batch_frames = 512 if backbone.device.type == "cuda" else 48
-    decode_workers = decode_workers or default_decode_workers()
-    if decode_processes is None:  # a GPU encoder outruns threads that share the GIL with its feeder
-        decode_processes = backbone.device.type == "cuda" and decode_workers > 2
+    decode_workers, decode_processes = _decode_settings(backbone, decode_workers, decode_processes)
     report.decode_workers, report.decode_processes = decode_workers, decode_processes
     paths = scan_videos(root)
-    base = root if root.is_dir() else root.parent
 
     with VideoIndex.writer(index_dir, header) as writer:
         index_root = index_dir.resolve()
-        by_path = {os.path.normpath(index_root / v.path): v for v in writer.videos}
-        taken = {v.video_id: os.path.normpath(index_root / v.path) for v in writer.videos}
-        resolved_of = {path: resolved_path(path) for path in paths}  # each file's real path, resolved once
-        todo = []
-        roots = [Path(r).resolve() for r in confine_to] if confine_to is not None else None
-        seen: set[str] = set()
-        for path in sorted(paths, key=Path.is_symlink):  # real files first: a file keeps its own name over a link's
-            resolved = resolved_of[path]
-            if roots is not None and not any(Path(resolved).is_relative_to(r) for r in roots):
-                report.failed.append((str(path), f"{path}: links outside the folders this app may index"))
-                continue
-            if resolved in seen:  # a symlink to a file already listed: one file, one entry
-                report.aliases.append(str(path))
-                continue
-            seen.add(resolved)
-            known = by_path.get(resolved)
-            if known is not None:
-                try:
-                    stat = path.stat()
-                except OSError as exc:
-                    report.failed.append((str(path), f"{path}: {exc.strerror}"))
-                    continue
-                if stat.st_size == known.size and stat.st_mtime_ns == known.mtime_ns:
-                    report.unchanged += 1
-                    continue
-            todo.append((path, known.video_id if known else _video_id(path, resolved, base, taken), num_frames))
-
-        if prune:
-            on_disk = set(resolved_of.values())
-            for resolved, record in by_path.items():
-                if resolved not in on_disk and (root.is_dir() and Path(resolved).is_relative_to(root.resolve())):
-                    writer.remove(record.video_id)
-                    report.removed.append(record.video_id)
-
-        batch: list[DecodedVideo] = []
-
-        def flush() -> None:
-            if not batch:
-                return
-            began = time.perf_counter()
-            frames = [d.sampled.frames for d in batch]
-            encoded = encode_clips(backbone, frames, patch_dtype=torch.float16)  # stored as float16
-            encoded_at = time.perf_counter()
-            report.encode_s += encoded_at - began
-            frame_feats = encoded.frame.numpy().reshape(len(batch), num_frames, -1)
-            patch_feats = None
-            if header.store_patches:
-                patch_feats = encoded.patches.numpy().reshape(len(batch), num_frames, -1, header.embed_dim)
-            raw_feats = encoded.raw.numpy().reshape(len(batch), num_frames, -1) if header.raw_dim else None
-            coarse = meanp.video_embedding(frame_feats).numpy()
-            for i, decoded in enumerate(batch):
-                known = by_path.get(resolved_of[decoded.path])
-                s = decoded.sampled
-                record = VideoRecord(
-                    video_id=decoded.video_id,
-                    path=os.path.relpath(resolved_of[decoded.path], index_root),
-                    size=decoded.stat.st_size,
-                    mtime_ns=decoded.stat.st_mtime_ns,
-                    sha256=decoded.sha256,
-                    duration_s=round(s.duration_s, 3),
-                    fps=round(s.fps, 3),
-                    num_source_frames=s.num_source_frames,
-                    width=s.width,
-                    height=s.height,
-                    frame_times_s=[round(float(t), 3) for t in s.timestamps_s],
-                )
-                writer.add(VideoFeatures(
-                    record=record,
-                    coarse=coarse[i],
-                    frames=frame_feats[i],
-                    patches=patch_feats[i] if patch_feats is not None else None,
-                    strip_jpeg=decoded.strip_jpeg,
-                    raw=raw_feats[i] if raw_feats is not None else None,
-                ))
-                (report.updated if known else report.added).append(decoded.video_id)
-            report.frames_encoded += sum(len(f) for f in frames)
-            report.store_s += time.perf_counter() - encoded_at
-            batch.clear()
-
-        last_commit = time.perf_counter()
-
-        def commit() -> None:
-            nonlocal last_commit
-            began = time.perf_counter()
-            writer.commit()
-            last_commit = time.perf_counter()
-            report.store_s += last_commit - began
-
-        done = 0
-        waited_from = time.perf_counter()
-        for decoded in decode_ahead(todo, decode_workers, decode_processes):
-            report.wait_s += time.perf_counter() - waited_from
-            done += 1
-            if decoded.error:
-                report.failed.append((str(decoded.path), decoded.error))
-            else:
-                known = by_path.get(resolved_of[decoded.path])
-                if known is not None and known.sha256 == decoded.sha256:
-                    # touched but identical: nothing to re-encode, but record the new mtime
-                    report.unchanged += 1
-                    writer.touch(known.video_id, decoded.stat.st_mtime_ns)
-                else:
-                    batch.append(decoded)
-                    if len(batch) * num_frames >= batch_frames:
-                        flush()
-            if progress:
-                progress(done, len(todo), decoded.path.name)
-            if writer.pending >= commit_every and time.perf_counter() - last_commit >= commit_interval_s:
-                flush()
-                commit()
-            waited_from = time.perf_counter()
-        flush()
-        commit()
+        plan = plan_index(root, paths, writer.videos, index_root, confine_to, prune)
+        report.unchanged = plan.unchanged
+        report.failed.extend(plan.failed)
+        report.aliases.extend(plan.aliases)
+        for video_id in plan.removed:
+            writer.remove(video_id)
+            report.removed.append(video_id)
+        encoder = _BatchEncoder(backbone, header, writer, plan, index_root, report, batch_frames)
+        pacer = _CommitPacer(writer, report, commit_every, commit_interval_s)
+        jobs = [(path, video_id, num_frames) for path, video_id in plan.todo]
+        _encode_and_commit(jobs, encoder, pacer, decode_workers, decode_processes, progress)
     report.seconds = time.perf_counter() - started
     return report
 

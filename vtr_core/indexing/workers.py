@@ -19,7 +19,8 @@ from typing import Iterable, Iterator
 
 from vtr_core.errors import VideoError
 from vtr_core.storage import file_sha256
-from vtr_core.video.decode import SampledFrames, frame_strip, jpeg_bytes, read_video
+from vtr_core.video.decode import SampledFrames, read_video  # by name: tests patch it
+from vtr_core.video.thumbnails import frame_strip, jpeg_bytes
 
 
 @dataclass

@@ -18,7 +18,7 @@ them is added as well: the nearest thing to fine-tuning the backbone's last laye
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
+from vtr_core.methods.explanation import Explanation
 
 State = dict[str, torch.Tensor]
 MAX_LOGIT_SCALE = 100.0
@@ -95,23 +96,8 @@ class TemporalEncoder(nn.Module):
 
 
 @dataclass
-class Explanation:
-    """Why a video scored what it did for a query; every field is plain data for the UI."""
-
-    method: str
-    score: float
-    terms: dict[str, float]  # each named part of the score (before weighting)
-    weights: dict[str, float]  # the weight of each part in `score`
-    frame_weights: list[float] | None = None  # [T] attention over the sampled frames
-    patch_weights: list[list[float]] | None = None  # [T, P] text-conditioned attention over patches
-    concepts: dict[str, Any] | None = None  # s3ma: top concepts of query, video, frames; shared
-    gates: dict[str, float] | None = None  # camoe: weight of each expert stream
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class HeadConfig:
-    """Settings every head has; each method extends it with its own (METHODS.md values)."""
+    """Settings every head has; each method extends it with its own (docs/METHODS.md values)."""
 
     temporal_layers: int = 4
     init_logit_scale: float = math.log(1 / 0.07)
@@ -124,6 +110,8 @@ class RetrievalHead(nn.Module):
     # Evaluation scores all pairs with `similarity` unless a head follows its paper's two-stage
     # protocol (eercf): then the evaluator re-ranks only this many coarse candidates.
     eval_rerank_top_k: ClassVar[int | None] = None
+    # Heads that read frames in order get CLIP4Clip's temporal encoder as `self.temporal`.
+    uses_temporal_encoder: ClassVar[bool] = False
 
     def __init__(self, embed_dim: int, config: HeadConfig | None = None, raw_dim: int = 0):
         super().__init__()
@@ -131,6 +119,12 @@ class RetrievalHead(nn.Module):
         self.config = config or self.config_class()
         self.adapter = FeatureAdapter(embed_dim, raw_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(self.config.init_logit_scale)))
+        if self.uses_temporal_encoder:
+            self.temporal = TemporalEncoder(embed_dim, layers=self.config.temporal_layers)
+        self.build()
+
+    def build(self) -> None:
+        """The head's own parameters, after the shared ones (adapters, logit scale, temporal encoder)."""
 
     # -- shared helpers ------------------------------------------------------------------------
     @property

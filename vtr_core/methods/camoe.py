@@ -7,7 +7,7 @@ each expert aligns its part of the caption with its view of the video:
 - scene: the sentence vs. the mean of the frames.
 A softmax gate computed from the sentence (zero-initialised, so uniform before training) mixes
 the three. Training uses the Dual Softmax Loss on the fused score plus 1/3 of it on each stream
-(METHODS.md §2; the expert internals are reconstructions, documented there).
+(docs/METHODS.md §2; the expert internals are reconstructions, documented there).
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods.base import (
-    Explanation,
     HeadConfig,
     RetrievalHead,
     State,
-    TemporalEncoder,
+)
+from vtr_core.methods.explanation import (
+    AlignmentsPanel,
+    Explanation,
+    FramesPanel,
+    GatesPanel,
 )
 from vtr_core.methods.losses import dual_softmax_loss
-from vtr_core.methods.word_classes import role_masks
+from vtr_core.methods.word_pieces import role_masks
 
 STREAMS = ("action", "entity", "scene")
 PAIR_CHUNK_ELEMENTS = 1 << 25
@@ -49,11 +53,10 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class CAMoE(RetrievalHead):
     name = "camoe"
     config_class = CAMoEConfig
+    uses_temporal_encoder = True
 
-    def __init__(self, embed_dim: int, config: CAMoEConfig | None = None, raw_dim: int = 0):
-        super().__init__(embed_dim, config, raw_dim)
-        self.temporal = TemporalEncoder(embed_dim, layers=self.config.temporal_layers)
-        self.gate = nn.Linear(embed_dim, len(STREAMS))
+    def build(self) -> None:
+        self.gate = nn.Linear(self.embed_dim, len(STREAMS))
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
 
@@ -130,10 +133,11 @@ class CAMoE(RetrievalHead):
     @torch.no_grad()
     def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
         explanation = super().explain(query, video)
-        explanation.gates = {name: float(query["gate"][0, k]) for k, name in enumerate(STREAMS)}
+        gates = {name: float(query["gate"][0, k]) for k, name in enumerate(STREAMS)}
         frames = video["frames"][0]
         relevance = frames @ query["sentence"][0]
-        explanation.frame_weights = torch.softmax(relevance / self.config.attention_temperature, -1).tolist()
+        explanation.panels.append(FramesPanel(
+            {"attention": torch.softmax(relevance / self.config.attention_temperature, -1).tolist()}))
         alignments = []
         positions = torch.nonzero(query["noun_mask"][0]).flatten().tolist()
         for position in positions:
@@ -141,8 +145,6 @@ class CAMoE(RetrievalHead):
             word = text.tokens[0][position] if text is not None and text.tokens else str(position)
             alignments.append({"word": word, "position": position, "frame": int(cosines.argmax()),
                                "cosine": round(float(cosines.max()), 4)})
-        explanation.extra["noun_alignments"] = alignments
-        explanation.extra["stream_contributions"] = {
-            name: explanation.gates[name] * explanation.terms[name] for name in STREAMS
-        }
+        explanation.panels.append(GatesPanel(gates, {name: gates[name] * explanation.terms[name] for name in STREAMS}))
+        explanation.panels.append(AlignmentsPanel(alignments, title="noun alignments"))
         return explanation

@@ -4,7 +4,7 @@ Stage 1 scores every video with one inner product S_v = t^T G v (faiss). Stage 2
 best with weak frame and patch terms (text-gated score pooling) and the text-gated interaction
 block (TIB): the query picks frames by softmax(t^T f_i / 0.1) and the temporal encoder's outputs
 of those frames form a query-specific video vector. Candidates get +100 so they stay above every
-non-candidate, which keeps its coarse score. Constants follow the released code (METHODS.md §1).
+non-candidate, which keeps its coarse score. Constants follow the released code (docs/METHODS.md §1).
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods.base import (
-    Explanation,
     HeadConfig,
     RetrievalHead,
     State,
-    TemporalEncoder,
 )
+from vtr_core.methods.explanation import Explanation, FramesPanel, PatchesPanel
 from vtr_core.methods.losses import pearson_constraint, symmetric_cross_entropy
 
 # Elements of the [Q, V_chunk, T*P] patch-score tensor built at once when scoring all pairs.
@@ -50,13 +49,12 @@ class EERCFConfig(HeadConfig):
 class EERCF(RetrievalHead):
     name = "eercf"
     config_class = EERCFConfig
+    uses_temporal_encoder = True
     eval_rerank_top_k = 50
 
-    def __init__(self, embed_dim: int, config: EERCFConfig | None = None, raw_dim: int = 0):
-        super().__init__(embed_dim, config, raw_dim)
+    def build(self) -> None:
         c = self.config
-        self.temporal = TemporalEncoder(embed_dim, layers=c.temporal_layers)
-        self.G = nn.Parameter(torch.eye(embed_dim), requires_grad=not c.freeze_identity)
+        self.G = nn.Parameter(torch.eye(self.embed_dim), requires_grad=not c.freeze_identity)
         self.A = nn.Parameter(torch.eye(c.num_frames), requires_grad=not c.freeze_identity)
 
     # -- states --------------------------------------------------------------------------------
@@ -147,11 +145,13 @@ class EERCF(RetrievalHead):
         explanation = super().explain(query, video)
         t = query["sentence"][0]
         frame_scores = video["frames"][0] @ t  # [T]
-        explanation.frame_weights = torch.softmax(frame_scores / c.attention_temperature, -1).tolist()
-        explanation.extra["tib_weights"] = torch.softmax(frame_scores / c.strong_temperature, -1).tolist()
-        explanation.extra["weak_frame_weights"] = (torch.softmax(frame_scores / c.weak_temperature, -1) @ self.A).tolist()
+        explanation.panels.append(FramesPanel({
+            "attention": torch.softmax(frame_scores / c.attention_temperature, -1).tolist(),
+            "tib weights": torch.softmax(frame_scores / c.strong_temperature, -1).tolist(),
+            "weak frame weights": (torch.softmax(frame_scores / c.weak_temperature, -1) @ self.A).tolist(),
+        }))
         if "patches" in video:
             T = video["frames"].shape[1]
             patch_scores = (video["patches"][0] @ t).view(T, -1)
-            explanation.patch_weights = torch.softmax(patch_scores / c.patch_map_temperature, -1).tolist()
+            explanation.panels.append(PatchesPanel(torch.softmax(patch_scores / c.patch_map_temperature, -1).tolist()))
         return explanation

@@ -1,6 +1,6 @@
 """Training losses shared by the heads: symmetric InfoNCE, EERCF's Pearson constraint, and CAMoE's
 Dual Softmax Loss (DSL), whose prior reweights each text-video logit by a softmax over the other
-retrieval direction (docs/METHODS.md). Its inference form, the transductive reviser, is in
+retrieval direction (docs/METHODS.md §2.4, §7). Its inference form, the transductive reviser, is in
 vtr_core.retrieval.dsl.
 
 All softmaxes go through torch.softmax / cross_entropy (max-shifted), so logits of 1e4 scale stay

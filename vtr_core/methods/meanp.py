@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
-from vtr_core.methods.base import Explanation, RetrievalHead, State
+from vtr_core.methods.base import RetrievalHead, State
+from vtr_core.methods.explanation import Explanation, FramesPanel
 from vtr_core.methods.losses import symmetric_cross_entropy
 
 
@@ -52,6 +53,6 @@ class MeanPooling(RetrievalHead):
         explanation = super().explain(query, video)
         # how much each frame agrees with the query (mean pooling weighs all frames equally)
         per_frame = (video["frames"][0] @ query["coarse"][0]).tolist()
-        explanation.extra["frame_similarity"] = per_frame
-        explanation.frame_weights = [1.0 / len(per_frame)] * len(per_frame)
+        explanation.panels.append(FramesPanel({"attention": [1.0 / len(per_frame)] * len(per_frame),
+                                               "frame similarity": per_frame}))
         return explanation

@@ -5,7 +5,7 @@ words' embeddings. Any feature x is projected onto it sparsely, a_x = norm(topM(
 and similarities are computed coarse (video vector) and fine (frames) in the dense space and in
 the sparse space: S = (S_dc + S_df + S_sc + S_sf) / 4. An alignment loss supervises the concept
 activations of a caption and its video with the concepts of the caption's words, which is how the
-bank is "learned and updated" from text (METHODS.md §3; the [R] choices are documented there and
+bank is "learned and updated" from text (docs/METHODS.md §3; the [R] choices are documented there and
 in README's decisions).
 
 Decision: words are embedded with the backbone's text tower (its output space), not its input
@@ -28,13 +28,12 @@ import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods.base import (
-    Explanation,
     HeadConfig,
     RetrievalHead,
     State,
-    TemporalEncoder,
     softmax_pool,
 )
+from vtr_core.methods.explanation import ConceptsPanel, Explanation, FramesPanel
 from vtr_core.methods.losses import symmetric_cross_entropy
 
 STOP_WORDS = frozenset(
@@ -86,11 +85,10 @@ class S3MAConfig(HeadConfig):
 class S3MA(RetrievalHead):
     name = "s3ma"
     config_class = S3MAConfig
+    uses_temporal_encoder = True
 
-    def __init__(self, embed_dim: int, config: S3MAConfig | None = None, raw_dim: int = 0):
-        super().__init__(embed_dim, config, raw_dim)
-        self.temporal = TemporalEncoder(embed_dim, layers=self.config.temporal_layers)
-        self.concepts = nn.Parameter(torch.zeros(0, embed_dim))  # set by init_concepts / a checkpoint
+    def build(self) -> None:
+        self.concepts = nn.Parameter(torch.zeros(0, self.embed_dim))  # set by init_concepts / a checkpoint
         self.words: list[str] = []
         self.word_concept: list[int] = []
         self._concept_of_word: dict[str, int] = {}
@@ -202,21 +200,19 @@ class S3MA(RetrievalHead):
     def explain(self, query: State, video: State, text: TextFeatures | None = None) -> Explanation:
         explanation = super().explain(query, video)
         frame_scores = video["frames"][0] @ query["coarse"][0]
-        explanation.frame_weights = torch.softmax(frame_scores / self.config.frame_temperature, -1).tolist()
+        explanation.panels.append(FramesPanel(
+            {"attention": torch.softmax(frame_scores / self.config.frame_temperature, -1).tolist()}))
         a_t, a_v = query["sparse"][0], video["sparse"][0]
-        shared = (a_t * a_v)
-        explanation.concepts = {
-            "query": self._top_concepts(a_t, 8),
-            "video": self._top_concepts(a_v, 8),
-            "frames": [self._top_concepts(a_f, 3) for a_f in video["sparse_frames"][0]],
-            "shared": self._top_concepts(shared, 8),
-        }
         # the T x K heat map, restricted to the concepts that matter most in any frame
         frame_map = video["sparse_frames"][0]
         columns = frame_map.max(0).values.topk(min(24, frame_map.shape[1])).indices
-        explanation.concepts["frame_concept_map"] = {
-            "concepts": [int(k) for k in columns],
-            "labels": [", ".join(self.concept_words(int(k), 3)) for k in columns],
-            "values": frame_map[:, columns].tolist(),
-        }
+        explanation.panels.append(ConceptsPanel(
+            query=self._top_concepts(a_t, 8),
+            video=self._top_concepts(a_v, 8),
+            shared=self._top_concepts(a_t * a_v, 8),
+            frames=[self._top_concepts(a_f, 3) for a_f in frame_map],
+            frame_map={"concepts": [int(k) for k in columns],
+                       "labels": [", ".join(self.concept_words(int(k), 3)) for k in columns],
+                       "values": frame_map[:, columns].tolist()},
+        ))
         return explanation

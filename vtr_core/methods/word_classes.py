@@ -8,7 +8,7 @@ installed. This module uses the part-of-speech tagger that ships inside TextBlob
 a Penn Treebank lexicon of ~94,000 words from Brill's tagger (Brown + WSJ) with suffix rules for
 unknown words; ~2.5 MB, pure Python, no download, loads in ~0.3 s.
 
-On top of the Penn tags a few documented context rules (see `_classify`) make the classes fit the
+On top of the Penn tags a few documented context rules (see `_classify` and its `_RULES`) make the classes fit the
 task: forms of "be", modals and auxiliary "have"/"do" are not verbs (only the main verb is an
 action); indefinite pronouns ("someone") are not nouns; and the tagger's common caption errors are
 fixed, e.g. "a man talks about ..." (talks tagged as a plural noun), "a woman cooking food"
@@ -18,28 +18,19 @@ most of the rest are words where spaCy is wrong or the call is arguable ("an ani
 Known misses: a base-form verb after a plural subject ("people dance in a hall") stays a noun,
 and a plural noun compound after a singular one ("a car parts store") reads as a verb.
 
-Alignment to word pieces is done on characters, not on words: both the tagger's words and the
-pieces are reduced to a normalised character stream (NFKD, accents and case folded, spaces
-dropped), the two streams are matched (exactly, or with difflib where the tokenizer changed or
-dropped characters), and each piece takes the class of the tagger word its first matched character
-came from. A piece-word (a WordPiece word with its `##` continuations, a CLIP BPE word up to its
-`</w>`) takes one class for all its pieces. Whatever cannot be matched is "other"; specials and
-padding are never verb or noun.
+Alignment of these classes to a text encoder's word pieces is in vtr_core.methods.word_pieces.
 """
 
 from __future__ import annotations
 
-import codecs
-import difflib
 import functools
 import importlib.util
 import re
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 from vtr_core.errors import VtrError
 
@@ -80,9 +71,6 @@ _TOKEN_RE = re.compile(
 )
 
 _TAG_LOCK = threading.Lock()
-_QUOTES = str.maketrans({"‘": "'", "’": "'", "‚": "'", "‛": "'", "“": '"', "”": '"', "„": '"', "`": "'"})
-_WORDPIECE_SPECIAL = re.compile(r"\[[^\[\]\s]*\]")
-_CLIP_SPECIAL = frozenset({"<start_of_text>", "<end_of_text>", "<|startoftext|>", "<|endoftext|>"})
 
 
 class WordClassError(VtrError):
@@ -207,98 +195,140 @@ def _after_modal(words: Sequence[str], tags: Sequence[str], i: int) -> bool:
     return j >= 0 and tags[j] == "MD"
 
 
-def _classify(words: Sequence[str], tags: Sequence[str]) -> list[str]:
-    """verb / noun / other for each word from its Penn tag and its neighbours.
+@dataclass
+class _Word:
+    """Word i of a caption and what the rules look at around it. `words` (lower-cased) and `tags`
+    are the caption's: a rule that reclassifies a word re-tags it there, and later words see that."""
 
-    Rules:
-    - words with no Latin letter or digit (punctuation, emoji, other scripts) are other;
-    - nouns: NN, NNS, NNP, NNPS (proper nouns are entities too), except indefinite pronouns;
-      an unknown hyphenated word ("t-shirt", tagged JJ) that ends its phrase and whose last part
-      is a noun is a noun;
-    - forms of "be" and modals (MD) are other, as copula or auxiliary;
-    - "have" / "do" are other when an auxiliary (a participle / bare verb follows, adverbs and
-      "not" skipped), else the main verb ("a man has a dog", "she does a flip");
-    - a plural-looking noun right after the subject ("a man talks about", "she rides her bike")
-      is a verb when the clause has no verb yet and a determiner, pronoun, preposition, particle,
-      adverb, number or the end follows, or a noun or adjective follows a singular subject opened by
-      a determiner ("a chef cooks pasta");
-    - an -ing word tagged NN is a verb after a form of "be" ("is cooking"), after "VBG and"
-      ("singing and dancing") or right after the subject noun phrase of a verbless clause
-      ("a woman cooking food"); see `_object_of` for noun phrases that are not subjects;
-    - a noun right after "to" and before a determiner or pronoun, or after "how to", is a verb
-      ("to cook something", "how to cook rice");
-    - after "do not" / "doesn't" the next word is the main verb, whatever its tag ("does not like");
-    - a noun or adjective right after a modal is a verb ("a dog can jump");
-    - an -ing word between a determiner and a noun is a modifier, other ("a swimming pool");
-    - a base-form verb right after a determiner or adjective is a noun ("a talk show");
-    - every other VB* tag is a verb; everything else is other.
+    words: Sequence[str]
+    tags: list[str]
+    i: int
+    clause_has_verb: bool  # a verb (or modal) was seen since the clause began
+    word: str = field(init=False)
+    tag: str = field(init=False)  # as it was before any rule ran on this word
+    prev_word: str = field(init=False)
+    prev_tag: str = field(init=False)
+    nxt: str = field(init=False)  # the next word's tag
+    after_subject: bool = field(init=False)  # right after a subject noun (see `_object_of`) or pronoun
+
+    def __post_init__(self) -> None:
+        words, tags, i = self.words, self.tags, self.i
+        self.word, self.tag = words[i], tags[i]
+        self.prev_word, self.prev_tag = (words[i - 1], tags[i - 1]) if i else ("", "")
+        self.nxt = tags[i + 1] if i + 1 < len(tags) else ""
+        self.after_subject = (
+            _is_noun_tag(self.prev_tag) and self.prev_word not in _PRONOUNS and not _object_of(words, tags, i - 1)
+        ) or self.prev_word in _SUBJECT_PRONOUNS
+
+    def retag(self, cls: str, tag: str) -> str:
+        """Give the word the tag its new class implies; return the class."""
+        self.tags[self.i] = tag
+        return cls
+
+
+def _surface_rule(w: _Word) -> str | None:
+    """Words with no Latin letter or digit (punctuation, emoji, other scripts), indefinite pronouns
+    and numbers are other; an unknown hyphenated word ("t-shirt", tagged JJ) that ends its phrase
+    and whose last part is a noun is a noun."""
+    if w.word in _PRONOUNS or not _has_latin(w.word):
+        return OTHER
+    if "-" in w.word and w.tag == "JJ" and w.nxt not in ("NN", "NNS", "NNP", "NNPS", "JJ") and (
+        (_lexicon_tag(w.word.rsplit("-", 1)[1]) or "").startswith("NN")
+    ):
+        return w.retag(NOUN, "NN")  # an unknown hyphenated word heading its phrase: "a red t-shirt"
+    return OTHER if w.word.isdigit() else None  # a number is other, whatever the lexicon says
+
+
+def _missed_verb_rule(w: _Word) -> str | None:
+    """Verbs the tagger took for nouns or adjectives (see `_object_of` for nouns that are no subject):
+    - a plural-looking noun right after the subject ("a man talks about", "she rides her bike") in
+      a verbless clause, before a determiner, pronoun, preposition, particle, adverb, number or the
+      end, or before a noun or adjective after a singular subject with a determiner ("a chef cooks pasta");
+    - an -ing word tagged NN after a form of "be" ("is cooking"), after "VBG and" ("singing and
+      dancing") or right after the subject of a verbless clause ("a woman cooking food");
+    - a noun after "to" and before a determiner or pronoun, or after "how to" ("how to cook rice");
+    - a noun or adjective right after a modal ("a dog can jump", "he will not fall").
     """
+    words, tags, i, word, tag, nxt = w.words, w.tags, w.i, w.word, w.tag, w.nxt
+    if tag == "NNS" and word.endswith("s") and not w.clause_has_verb and w.after_subject and (
+        not nxt or nxt in _AFTER_VERB_TAGS or (nxt in ("NN", "NNS", "JJ") and _singular_subject(words, tags, i - 1))
+    ):
+        return w.retag(VERB, "VBZ")
+    if tag == "NN" and word.endswith("ing") and (
+        w.prev_word in _BE
+        or (w.prev_tag == "CC" and i >= 2 and tags[i - 2] == "VBG")
+        or (not w.clause_has_verb and w.after_subject and (not nxt or nxt in _AFTER_VERB_TAGS | {"JJ", "NN", "NNS"}))
+    ):
+        return w.retag(VERB, "VBG")
+    if tag == "NN" and w.prev_tag == "TO" and (
+        (i >= 2 and words[i - 2] == "how")
+        or (i + 1 < len(words) and (nxt in ("DT", "PRP$", "PRP") or words[i + 1] in _PRONOUNS))
+    ):
+        return w.retag(VERB, "VB")  # "how to cook something", "to use a stroller"
+    after_modal = tag in ("NN", "VBP", "JJ") and _after_modal(words, tags, i)
+    return w.retag(VERB, "VB") if after_modal else None  # "a dog can jump", "he will not fall"
+
+
+def _noun_phrase_rule(w: _Word) -> str | None:
+    """An -ing word between a determiner and a noun is a modifier, other ("a swimming pool"); a
+    base-form verb right after a determiner or adjective is a noun ("a talk show")."""
+    if w.tag == "VBG" and w.prev_word in _DETERMINERS and w.nxt in ("NN", "NNS"):
+        return OTHER  # a modifier: "a swimming pool", "a wrestling competition"
+    if w.tag in ("VB", "VBP") and (w.prev_word in _DETERMINERS or w.prev_tag == "JJ") and w.word not in _BE | _HAVE | _DO:
+        return w.retag(NOUN, "NN")  # no verb follows a determiner or an adjective: "a talk show"
+    return None
+
+
+def _have_do_rule(w: _Word) -> str:
+    """"have" / "do" are other when an auxiliary (a participle / bare verb follows, adverbs and
+    "not" skipped), else the main verb ("a man has a dog", "she does a flip"); after "do not" /
+    "doesn't" the next word is the main verb, whatever its tag ("does not like")."""
+    words, tags, i, word = w.words, w.tags, w.i, w.word
+    j = _next_content(words, tags, i)
+    wanted = ("VBN", "VBD") if word in _HAVE else ("VB", "VBP")
+    negated = word in _DO and i + 1 < len(words) and words[i + 1] in ("not", "n't", "n’t")
+    auxiliary = negated or (j is not None and (tags[j] in wanted or words[j] in _BE))
+    if negated and j is not None and not tags[j].startswith(("VB", "MD")):
+        tags[j] = "VB"  # "does not like": the word after the negation is the main verb
+    return OTHER if auxiliary else VERB
+
+
+def _tag_rule(w: _Word) -> str:
+    """The Penn tag decides: NN, NNS, NNP, NNPS are nouns (proper nouns are entities too); forms of
+    "be" and modals (MD) are other, as copula or auxiliary; "have" / "do" see `_have_do_rule`;
+    every other VB* tag is a verb; everything else is other."""
+    if _is_noun_tag(w.tag):
+        return NOUN
+    if w.tag == "MD" or w.word in _BE:
+        return OTHER
+    if w.tag.startswith("VB") and w.word in _HAVE | _DO:
+        return _have_do_rule(w)
+    return VERB if w.tag.startswith("VB") else OTHER
+
+
+# in this order, the first rule with an answer decides (`_tag_rule` always has one)
+_RULES: tuple[Callable[[_Word], str | None], ...] = (_surface_rule, _missed_verb_rule, _noun_phrase_rule, _tag_rule)
+
+
+def _classify(words: Sequence[str], tags: Sequence[str]) -> list[str]:
+    """verb / noun / other for each word from its Penn tag and its neighbours (see `_RULES`)."""
     tags = list(tags)
     lowered = [w.lower() for w in words]
     classes: list[str] = []
     clause_has_verb = False
-    for i, (word, tag) in enumerate(zip(lowered, tags)):
-        prev_tag = tags[i - 1] if i else ""
-        prev_word = lowered[i - 1] if i else ""
-        nxt = tags[i + 1] if i + 1 < len(tags) else ""
-        if word in _CLAUSE_BREAK_WORDS or tag in {",", ":", ".", "WDT", "WP"}:
+    for i in range(min(len(lowered), len(tags))):
+        if lowered[i] in _CLAUSE_BREAK_WORDS or tags[i] in {",", ":", ".", "WDT", "WP"}:
             clause_has_verb = False
-        after_subject = (_is_noun_tag(prev_tag) and prev_word not in _PRONOUNS and not _object_of(lowered, tags, i - 1)) or (
-            prev_word in _SUBJECT_PRONOUNS
-        )
-        if word in _PRONOUNS or not _has_latin(word):
-            cls = OTHER
-        elif "-" in word and tag == "JJ" and nxt not in ("NN", "NNS", "NNP", "NNPS", "JJ") and (
-            (_lexicon_tag(word.rsplit("-", 1)[1]) or "").startswith("NN")
-        ):
-            cls, tags[i] = NOUN, "NN"  # an unknown hyphenated word heading its phrase: "a red t-shirt"
-        elif word.isdigit():
-            cls = OTHER  # a number, whatever the lexicon says
-        elif tag == "NNS" and word.endswith("s") and not clause_has_verb and after_subject and (
-            not nxt or nxt in _AFTER_VERB_TAGS or (nxt in ("NN", "NNS", "JJ") and _singular_subject(lowered, tags, i - 1))
-        ):
-            cls, tags[i] = VERB, "VBZ"
-        elif tag == "NN" and word.endswith("ing") and (
-            prev_word in _BE
-            or (prev_tag == "CC" and i >= 2 and tags[i - 2] == "VBG")
-            or (not clause_has_verb and after_subject and (not nxt or nxt in _AFTER_VERB_TAGS | {"JJ", "NN", "NNS"}))
-        ):
-            cls, tags[i] = VERB, "VBG"
-        elif tag == "NN" and prev_tag == "TO" and (
-            (i >= 2 and lowered[i - 2] == "how")
-            or (i + 1 < len(words) and (nxt in ("DT", "PRP$", "PRP") or lowered[i + 1] in _PRONOUNS))
-        ):
-            cls, tags[i] = VERB, "VB"  # "how to cook something", "to use a stroller"
-        elif tag in ("NN", "VBP", "JJ") and _after_modal(lowered, tags, i):
-            cls, tags[i] = VERB, "VB"  # "a dog can jump", "he will not fall"
-        elif tag == "VBG" and prev_word in _DETERMINERS and nxt in ("NN", "NNS"):
-            cls = OTHER  # a modifier: "a swimming pool", "a wrestling competition"
-        elif tag in ("VB", "VBP") and (prev_word in _DETERMINERS or prev_tag == "JJ") and word not in _BE | _HAVE | _DO:
-            cls, tags[i] = NOUN, "NN"  # no verb follows a determiner or an adjective: "a talk show"
-        elif _is_noun_tag(tag):
-            cls = NOUN
-        elif tag == "MD" or word in _BE:
-            cls = OTHER
-        elif tag.startswith("VB") and word in _HAVE | _DO:
-            j = _next_content(lowered, tags, i)
-            wanted = ("VBN", "VBD") if word in _HAVE else ("VB", "VBP")
-            negated = word in _DO and i + 1 < len(words) and lowered[i + 1] in ("not", "n't", "n’t")
-            auxiliary = negated or (j is not None and (tags[j] in wanted or lowered[j] in _BE))
-            cls = OTHER if auxiliary else VERB
-            if negated and j is not None and not tags[j].startswith(("VB", "MD")):
-                tags[j] = "VB"  # "does not like": the word after the negation is the main verb
-        elif tag.startswith("VB"):
-            cls = VERB
-        else:
-            cls = OTHER
-        if tag.startswith("VB") or tag == "MD" or cls == VERB:
+        word = _Word(lowered, tags, i, clause_has_verb)
+        cls = next(found for found in (rule(word) for rule in _RULES) if found is not None)
+        if word.tag.startswith("VB") or word.tag == "MD" or cls == VERB:
             clause_has_verb = True
         classes.append(cls)
     return classes
 
 
 @functools.lru_cache(maxsize=65536)
-def _caption_classes(text: str) -> tuple[tuple[str, int, int, str], ...]:
+def caption_classes(text: str) -> tuple[tuple[str, int, int, str], ...]:
     """(word, start, end, cls) for one caption; cached because training repeats captions."""
     tokens = _tokenize(text)
     words = [w for w, _, _ in tokens]
@@ -314,141 +344,4 @@ def word_classes(texts: list[str]) -> list[list[tuple[str, str]]]:
     Words are Penn-Treebank-style tokens of the caption ("don't" -> "do", "n't"); punctuation is
     a word of class "other". This is the readable view of what `role_masks` marks.
     """
-    return [[(w, c) for w, _, _, c in _caption_classes(str(text))] for text in texts]
-
-
-def _normalise(s: str) -> str:
-    """The character stream both sides are matched on: NFKD, no accents, casefolded, no spaces."""
-    s = unicodedata.normalize("NFKD", s.translate(_QUOTES))
-    s = "".join(ch for ch in s if not unicodedata.combining(ch) and not ch.isspace())
-    return unicodedata.normalize("NFKD", s.casefold())
-
-
-@functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """Inverse of GPT-2/CLIP `bytes_to_unicode`: the printable character each byte is written as."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
-def _is_clip(pieces: Sequence[str]) -> bool:
-    return any(p in _CLIP_SPECIAL or p.endswith("</w>") for p in pieces)
-
-
-def _clip_pieces(pieces: Sequence[str]) -> tuple[list[str | None], list[int]]:
-    """CLIP BPE pieces -> (text of each piece or None for specials/padding, word id of each piece).
-
-    Pieces are byte-level: each character stands for one UTF-8 byte, so non-Latin text and emoji
-    are decoded back through the byte map; a character split over pieces goes to the piece that
-    completes it. A piece that is not valid byte-level UTF-8 ("naïve</w>") is taken as plain text. A piece ending in </w> ends a word. Everything after <end_of_text> is padding.
-    """
-    decoder = _byte_decoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    texts: list[str | None] = []
-    word_ids: list[int] = []
-    word, ended = 0, False
-    for piece in pieces:
-        piece = "" if piece is None else str(piece)
-        if ended or piece in _CLIP_SPECIAL or piece == "":
-            ended = ended or piece in ("<end_of_text>", "<|endoftext|>")
-            texts.append(None)
-            word_ids.append(-1)
-            continue
-        closes = piece.endswith("</w>")
-        body = piece[: -len("</w>")] if closes else piece
-        text = body  # already-decoded text is used as it is
-        if all(ch in decoder for ch in body):
-            decoded = utf8.decode(bytes(decoder[ch] for ch in body))
-            if "\ufffd" not in decoded or "\ufffd" in body:
-                text = decoded
-        texts.append(text)
-        word_ids.append(word)
-        if closes:
-            word += 1
-    return texts, word_ids
-
-
-def _wordpiece_pieces(pieces: Sequence[str]) -> tuple[list[str | None], list[int]]:
-    """BERT WordPiece pieces -> (text or None for [CLS]/[SEP]/[PAD]/[UNK]..., word id of each piece)."""
-    texts: list[str | None] = []
-    word_ids: list[int] = []
-    word, previous_real = -1, False
-    for piece in pieces:
-        piece = "" if piece is None else str(piece)
-        if piece == "" or _WORDPIECE_SPECIAL.fullmatch(piece):
-            texts.append(None)
-            word_ids.append(-1)
-            previous_real = False
-            continue
-        continues = piece.startswith("##") and len(piece) > 2 and previous_real
-        if not continues:
-            word += 1
-        texts.append(piece[2:] if piece.startswith("##") and len(piece) > 2 else piece)
-        word_ids.append(word)
-        previous_real = True
-    return texts, word_ids
-
-
-def _piece_classes(text: str, pieces: Sequence[str]) -> list[str]:
-    """verb / noun / other for each piece of one caption."""
-    texts, word_ids = (_clip_pieces if _is_clip(pieces) else _wordpiece_pieces)(pieces)
-    words = _caption_classes(text)
-
-    word_chars, word_owner = [], []
-    for k, (w, _, _, _) in enumerate(words):
-        norm = _normalise(w)
-        word_chars.append(norm)
-        word_owner.extend([k] * len(norm))
-    piece_chars, piece_owner = [], []
-    for k, t in enumerate(texts):
-        norm = _normalise(t) if t else ""
-        piece_chars.append(norm)
-        piece_owner.extend([k] * len(norm))
-    a, b = "".join(word_chars), "".join(piece_chars)
-
-    # first matched tagger word for each piece
-    first_word: dict[int, int] = {}
-    if a == b:
-        for wa, pb in zip(word_owner, piece_owner):
-            first_word.setdefault(pb, wa)
-    elif a and b:
-        matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-        for block in matcher.get_matching_blocks():
-            for off in range(block.size):
-                first_word.setdefault(piece_owner[block.b + off], word_owner[block.a + off])
-
-    # one class per piece-word: that of the tagger word its first matched character belongs to
-    word_class: dict[int, str] = {}
-    for k in range(len(texts)):
-        if word_ids[k] >= 0 and k in first_word and word_ids[k] not in word_class:
-            word_class[word_ids[k]] = words[first_word[k]][3]
-    return [word_class.get(wid, OTHER) if wid >= 0 else OTHER for wid in word_ids]
-
-
-def role_masks(texts: list[str], tokens: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """bool masks [B, L] (verb positions, noun positions) over the encoder's word pieces.
-
-    `tokens[b]` are caption b's pieces as the text encoder produced them, in BERT WordPiece form
-    (`[CLS] a skate ##board ##er ...`) or CLIP BPE form (`<start_of_text> a</w> skate boarder</w>
-    ...`), detected per caption. L is the longest list; shorter lists are padded with False. All
-    pieces of a verb (noun) word are True in the verb (noun) mask; specials and padding never are.
-    """
-    if len(texts) != len(tokens):
-        raise WordClassError(f"role_masks got {len(texts)} captions but {len(tokens)} token lists")
-    length = max((len(t) for t in tokens), default=0)
-    verbs = torch.zeros(len(texts), length, dtype=torch.bool)
-    nouns = torch.zeros(len(texts), length, dtype=torch.bool)
-    for b, (text, pieces) in enumerate(zip(texts, tokens)):
-        for k, cls in enumerate(_piece_classes(str(text), list(pieces))):
-            if cls == VERB:
-                verbs[b, k] = True
-            elif cls == NOUN:
-                nouns[b, k] = True
-    return verbs, nouns
+    return [[(w, c) for w, _, _, c in caption_classes(str(text))] for text in texts]

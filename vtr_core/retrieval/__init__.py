@@ -1,1 +1,3 @@
-"""retrieval"""
+"""From head states to rankings: the two-stage search over an index (`search`), score matrices for
+all pairs or for each query's candidates (`ranking`), exact float16 stage 1 on a GPU
+(`exact_search`), and the transductive DSL / inverted-softmax revisers (`dsl`)."""

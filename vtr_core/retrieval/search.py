@@ -22,11 +22,11 @@ from vtr_core.index import VideoIndex, build_faiss
 from vtr_core.methods import (
     RetrievalHead,
     State,
+    method_class,
     select_rows,
     text_states,
     video_states,
 )
-from vtr_core.methods.meanp import MeanPooling
 from vtr_core.retrieval.exact_search import TorchFlatIndex
 
 
@@ -62,7 +62,7 @@ class Searcher:
         check_search(index, backbone, head)
         self.index, self.backbone = index, backbone
         self.device = torch.device(device)  # where the head scores and, on a GPU, stage 1 runs
-        self.head = (head or MeanPooling(backbone.embed_dim)).eval().to(self.device)
+        self.head = (head or method_class("meanp")(backbone.embed_dim)).eval().to(self.device)
         raw = index.raw_features()
         self.videos: State = video_states(self.head, torch.from_numpy(index.frame_features()).to(self.device), None,
                                           raw=torch.from_numpy(raw).to(self.device) if raw is not None else None)

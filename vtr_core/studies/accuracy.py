@@ -38,10 +38,10 @@ from vtr_core.methods import (
 )
 from vtr_core.retrieval.ranking import all_pair_scores
 from vtr_core.storage import atomic_write_bytes
+from vtr_core.training import TrainConfig, TrainData, train_head
 from vtr_core.training.data import load_dataset
 from vtr_core.training.features import caption_features, video_features
 from vtr_core.training.metrics import text_to_video_metrics
-from vtr_core.training.train import TrainConfig, TrainData, train_head
 
 QUERY_MIX = 0.3  # query-meets-video variant: 0.3 sentence + 0.7 its ConSE projection
 QUERY_TOP_K, QUERY_TEMPERATURE = 10, 0.05
@@ -300,15 +300,30 @@ def _gain(rows: list[dict], better: str, base: str) -> float:
     return by_name.get(better, float("nan")) - by_name.get(base, float("nan"))
 
 
-def render_markdown(study: Study) -> str:
+@dataclass
+class _Highlights:
+    """The figures the markdown's prose quotes, picked out of the study's rows."""
+
+    best_zero: dict  # the best zero-shot variant on train700
+    shipped_1ka: float  # 1k-A R@1 of the shipped zero-shot setting
+    best_zero_1ka: float  # 1k-A R@1 of the best zero-shot variant on train700
+    best_val: dict  # the best method on validation
+    best_test: dict  # that method on test300
+
+
+def _highlights(study: Study) -> _Highlights:
     best_zero = max(study.zero_shot, key=lambda r: r["Rsum"])
-    names = [v.name for v in TRAINED_VARIANTS]
     reported_1ka = {r["variant"]: r["R@1"] for r in study.zero_shot_reported if r["split"] == "1kA"}
     shipped_1ka = next((v for k, v in reported_1ka.items() if k.endswith("(shipped)")), float("nan"))
     best_zero_1ka = next((v for k, v in reported_1ka.items() if k.endswith("(best on train700)")), float("nan"))
     test = [r for r in study.methods if r["split"] == "test300"]
     best_val = max((r for r in study.methods if r["split"] == "val"), key=lambda r: r["Rsum"])
     best_test = next(r for r in test if r["variant"] == best_val["variant"])
+    return _Highlights(best_zero, shipped_1ka, best_zero_1ka, best_val, best_test)
+
+
+def _intro_lines(study: Study, h: _Highlights) -> list[str]:
+    """Title, protocol, selection rule, and where the goals stand."""
     lines = [
         "# Accuracy of the offline `lite` backbone",
         "",
@@ -324,15 +339,20 @@ def render_markdown(study: Study) -> str:
         "",
         "## Goal and where it stands",
         "",
-        f"- Best method on test300 (chosen on validation: **{best_val['variant']}**): "
-        f"R@1 **{best_test['R@1']:.1f}**, R@5 {best_test['R@5']:.1f}, R@10 {best_test['R@10']:.1f} "
+        f"- Best method on test300 (chosen on validation: **{h.best_val['variant']}**): "
+        f"R@1 **{h.best_test['R@1']:.1f}**, R@5 {h.best_test['R@5']:.1f}, R@10 {h.best_test['R@10']:.1f} "
         "(goal R@1 >= 20).",
     ]
     for row in study.zero_shot_reported:
         if row["split"] == "1kA" and "shipped" in row["variant"]:
             lines.append(f"- Lite zero-shot on the full 1k-A: R@1 **{row['R@1']:.1f}**, R@10 {row['R@10']:.1f}, "
                          f"MdR {row['MdR']:g} (goal R@1 >= 6).")
-    lines += [
+    return lines
+
+
+def _encoder_and_zero_shot_lines(study: Study, h: _Highlights) -> list[str]:
+    """Sections 1 (encoders searched for) and 2 (zero-shot mappings, measured and side-measured)."""
+    return [
         "",
         "## 1. Better offline encoders (PyPI)",
         "",
@@ -344,7 +364,7 @@ def render_markdown(study: Study) -> str:
         "",
         *_table(sorted(study.zero_shot, key=lambda r: -r["Rsum"])),
         "",
-        f"Best on train700: {best_zero['variant']} (R-sum {best_zero['Rsum']:g}). Shipped: ConSE top-"
+        f"Best on train700: {h.best_zero['variant']} (R-sum {h.best_zero['Rsum']:g}). Shipped: ConSE top-"
         f"{study.settings['conse']['top_k']}, T={study.settings['conse']['temperature']:g}: the class-"
         "probability space would replace the 384-d sentence space with a 1,000-d class space (every "
         "head, word token and patch with it), and mixing the query with its ConSE projection costs "
@@ -361,6 +381,12 @@ def render_markdown(study: Study) -> str:
         *[f"| {a} | {b} | {c} |" for a, b, c in SIDE_MEASUREMENTS],
         "",
         MPNET_DECISION,
+    ]
+
+
+def _trained_and_methods_lines(study: Study) -> list[str]:
+    """Sections 3 (trained variants, cross-validated) and 4 (shipped heads and their ensemble)."""
+    return [
         "",
         "## 3. Training on train700 (cross-validated)",
         "",
@@ -375,6 +401,12 @@ def render_markdown(study: Study) -> str:
         "The ensemble standardises each head's scores per query and averages them. Heads are scored "
         "over all pairs here; `report` (docs/RESULTS.md) runs eercf's two-stage protocol, which "
         "gives it a different test300 figure.",
+    ]
+
+
+def _conclusion_lines(study: Study, h: _Highlights) -> list[str]:
+    names = [v.name for v in TRAINED_VARIANTS]
+    return [
         "",
         "## What it adds up to",
         "",
@@ -382,14 +414,21 @@ def render_markdown(study: Study) -> str:
         f"{_gain(study.trained, names[1], names[0]):+.1f}; the raw-feature projection "
         f"{_gain(study.trained, names[2], names[1]):+.1f} on top; mixing queries with their ConSE "
         f"projection {_gain(study.trained, names[3], names[2]):+.1f}, so it was dropped.",
-        f"- Zero-shot, the best mapping on train700 reaches 1k-A R@1 {best_zero_1ka:.1f} (shipped: "
-        f"{shipped_1ka:.1f}; goal 6): the image tower's 1,000 ImageNet classes are the bottleneck, and no "
+        f"- Zero-shot, the best mapping on train700 reaches 1k-A R@1 {h.best_zero_1ka:.1f} (shipped: "
+        f"{h.shipped_1ka:.1f}; goal 6): the image tower's 1,000 ImageNet classes are the bottleneck, and no "
         "package on PyPI ships a larger image, scene, action or image-text model's weights.",
         "- Neither goal is met with what installs here. The one lever left is a CLIP-class model: "
         "`--backbone clip:...` works wherever its weights can be had (cached or downloadable), and "
         "the same heads, index and app take it unchanged.",
         "",
     ]
+
+
+def render_markdown(study: Study) -> str:
+    """docs/ACCURACY.md from a study."""
+    h = _highlights(study)
+    lines = (_intro_lines(study, h) + _encoder_and_zero_shot_lines(study, h) + _trained_and_methods_lines(study)
+             + _conclusion_lines(study, h))
     return "\n".join(lines)
 
 

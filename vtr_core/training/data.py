@@ -1,7 +1,7 @@
 """Retrieval datasets: which videos, which captions, which caption is the query of which video.
 
 Two sources:
-- MSR-VTT as laid out in ../shared/data/msrvtt (JSFUSION csv, 20-caption jsonl, split files);
+- MSR-VTT as laid out in docs/DESIGN.md §5.3 (JSFUSION csv, 20-caption jsonl, split files);
 - any folder of videos with a captions file (jsonl `{"video_id", "captions": [...]}`, or a csv/tsv
   with `video_id` and `caption`/`sentence` columns).
 Splits of MSR-VTT: `1kA` (all 1,000 test videos), `train700`, `test300`, and `train`/`val`, a

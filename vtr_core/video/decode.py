@@ -1,4 +1,4 @@
-"""Video decoding: uniform frame sampling with decord, thumbnails, input validation.
+"""Video decoding: uniform frame sampling with decord, input validation.
 
 This is the first step of the pipeline (video file -> frames). Everything after it works on
 `SampledFrames`; nothing else in the project opens a video file.
@@ -7,7 +7,6 @@ This is the first step of the pipeline (video file -> frames). Everything after 
 from __future__ import annotations
 
 import errno
-import io
 import os
 import re
 import stat
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from vtr_core.errors import VideoError
 
@@ -183,32 +181,3 @@ def read_video(path: str | os.PathLike, num_frames: int = 12) -> SampledFrames:
         width=width,
         height=height,
     )
-
-
-def thumbnail(frame: np.ndarray, height: int = 128) -> Image.Image:
-    image = Image.fromarray(frame)
-    width = max(1, round(image.width * height / image.height))
-    # reducing_gap 1: an integer box reduction first, then bilinear (1.7x faster, same look)
-    return image.resize((width, height), Image.BILINEAR, reducing_gap=1.0)
-
-
-def frame_strip(frames: np.ndarray, height: int = 96) -> Image.Image:
-    """All sampled frames side by side: one image per video serves every per-frame view."""
-    tiles = [thumbnail(frame, height) for frame in frames]
-    strip = Image.new("RGB", (sum(t.width for t in tiles), height))
-    x = 0
-    for tile in tiles:
-        strip.paste(tile, (x, 0))
-        x += tile.width
-    return strip
-
-
-def split_strip(strip: Image.Image, num_frames: int) -> list[Image.Image]:
-    tile_width = strip.width // num_frames
-    return [strip.crop((i * tile_width, 0, (i + 1) * tile_width, strip.height)) for i in range(num_frames)]
-
-
-def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()

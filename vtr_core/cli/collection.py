@@ -1,0 +1,110 @@
+"""The collection commands: index (or update) a folder of videos, search it, describe it, remove from it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vtr_core.cli.progress import progress_bar
+from vtr_core.contracts import open_with_backbone
+from vtr_core.errors import IndexMismatchError, VtrError
+
+
+def _check_settings_unchanged(args: argparse.Namespace, header) -> None:
+    """An existing index keeps its settings; asking for others is an error, before the backbone loads."""
+    for option, asked, built in (("--frames", args.frames, header.num_frames),
+                                 ("--faiss", args.faiss, header.faiss_factory)):
+        if asked is not None and asked != built:
+            raise IndexMismatchError(f"index {args.index} was built with {option} {built}; this run asks for "
+                                     f"{asked}: index into a new directory to change it")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from vtr_core.backbones import create_backbone
+    from vtr_core.index import VideoIndex
+    from vtr_core.indexing import index_folder
+
+    frames, store_patches, faiss_factory = args.frames or 12, not args.no_patches, args.faiss or "Flat"
+    if VideoIndex.exists(args.index):
+        _check_settings_unchanged(args, VideoIndex.open(args.index).header)  # immediate: no backbone yet
+        index, backbone = open_with_backbone(args.index, args.backbone, args.device)
+        frames = args.frames or index.header.num_frames
+        store_patches = index.header.store_patches and not args.no_patches
+        faiss_factory = args.faiss or index.header.faiss_factory
+    else:
+        backbone = create_backbone(args.backbone, args.device)
+    print(f"backbone: {backbone.spec} ({backbone.id}) on {backbone.device}", file=sys.stderr)
+    report = index_folder(
+        args.video_dir,
+        args.index,
+        backbone,
+        num_frames=frames,
+        store_patches=store_patches,
+        faiss_factory=faiss_factory,
+        prune=args.prune,
+        batch_frames=args.batch_frames,
+        decode_workers=args.workers,
+        progress=None if args.quiet else progress_bar("indexing"),
+    )
+    for path, reason in report.failed:
+        print(f"skipped: {reason}", file=sys.stderr)
+    print(report.summary())
+    if args.report:
+        Path(args.report).write_text(json.dumps(report.__dict__ | {"videos_per_second": report.videos_per_second}, indent=1))
+    return 1 if report.failed else 0
+
+
+def _queries(args: argparse.Namespace) -> list[str]:
+    """The one query given, or the non-empty lines of --queries FILE."""
+    if (args.query is None) == (args.queries is None):
+        raise VtrError("give one query, or --queries FILE with one query per line")
+    if not args.queries:
+        return [args.query]
+    try:
+        lines = [line.strip() for line in Path(args.queries).read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VtrError(f"{args.queries}: cannot read queries ({exc})") from None
+    return [q for q in lines if q]
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from vtr_core.methods import best_shipped_method, read_checkpoint, resolve_head
+    from vtr_core.retrieval.search import Searcher
+
+    queries = _queries(args)
+    index, backbone = open_with_backbone(args.index, args.backbone, args.device)
+    # a checkpoint names its own method; without one, the shipped head with the best validation score
+    method = args.method or (read_checkpoint(args.checkpoint)["method"] if args.checkpoint else best_shipped_method(backbone))
+    head, source = resolve_head(method, backbone, args.checkpoint, args.zero_shot,
+                                num_frames=index.header.num_frames)
+    if not args.json:
+        print(f"backbone: {backbone.spec} on {backbone.device}; index: {len(index)} videos; "
+              f"method: {method} ({source})", file=sys.stderr)
+    results = Searcher(index, backbone, head).search(queries, top_k=args.top_k, rerank_top_k=args.rerank_top_k)
+    for query, hits in zip(queries, results):
+        if args.json:
+            print(json.dumps({"query": query, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        else:
+            print(f"\n{query}")
+            for hit in hits:
+                moved = f"  (stage 1: #{hit.coarse_rank})" if hit.reranked else ""
+                print(f"  {hit.rank:3d}. {hit.score:7.4f}  {hit.video_id}  {hit.path}{moved}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from vtr_core.indexing import remove_videos
+
+    removed = remove_videos(args.index, args.video_ids)
+    print(f"removed {len(removed)} videos from {args.index}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from vtr_core.index import VideoIndex
+
+    info = VideoIndex.open(args.index).describe()
+    print(json.dumps(info, indent=1) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return 0

@@ -1,0 +1,69 @@
+"""The bench command: the query, indexing, training and memory suites, and docs/PERFORMANCE.md from their results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vtr_core.cli.progress import log_to_stderr
+from vtr_core.errors import VtrError
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vtr_core.studies import bench
+
+    if args.suite == "report":
+        bench.write_performance(args.bench_dir, Path(args.docs) / "PERFORMANCE.md", Path(args.docs) / "results.json")
+        print(f"wrote {args.docs}/PERFORMANCE.md from {args.bench_dir}/*.json")
+        return 0
+    if args.json is None:
+        raise VtrError("give --json OUT for the results")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vtr-bench-") as weights:
+        result = _run_bench_suite(args, bench, Path(weights))
+    bench.write_json(result, args.json)
+    print(f"wrote {args.json}")
+    return 0
+
+
+def _real_like_vectors(args: argparse.Namespace, bench, backbone):
+    """The query suite's real-like vectors: fitted to a dataset's videos, with its captions as queries."""
+    from vtr_core.methods import meanp
+    from vtr_core.training import caption_features, load_dataset, video_features
+
+    dataset = load_dataset(args.fit_to, args.fit_split)
+    videos = meanp.video_embedding(video_features(dataset, backbone, with_patches=False).frames).numpy()
+    captions = caption_features(dataset.captions, backbone).sentence.float().numpy()
+    return bench.real_like_vectors(videos, captions, f"a Gaussian fitted to the {backbone.spec} vectors of {len(dataset):,} "
+                                                     f"{dataset.name} videos; queries: {len(captions):,} of their captions")
+
+
+def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
+    from vtr_core.backbones import create_backbone
+
+    def spec_of(name: str) -> str:  # "lite", or an open_clip architecture with weights the benchmark saves
+        return name if name == "lite" else bench.random_clip_spec(name, weights)
+
+    if args.suite == "query":
+        backbone = create_backbone(spec_of(args.backbone), args.device)
+        sizes = [int(n) for n in args.sizes.split(",")]
+        result = bench.query_suite(sizes, dim=backbone.embed_dim, repeats=args.repeats, encode=backbone.encode_text,
+                                   hnsw_from=None if args.no_hnsw else 10_000, device=str(backbone.device),
+                                   real_like=_real_like_vectors(args, bench, backbone) if args.fit_to else None,
+                                   log=log_to_stderr)
+        result.text_backbone = args.backbone
+    elif args.suite == "indexing":
+        specs = [spec_of(name) for name in args.backbones.split(",") if name]
+        result = bench.indexing_suite(args.videos, specs, device=args.device, max_videos=args.max_videos,
+                                      copies=args.copies, workers=args.workers, log=log_to_stderr)
+    elif args.suite == "training":
+        result = bench.training_suite(create_backbone(spec_of(args.backbone), args.device), ["meanp", "s3ma", "eercf", "camoe"],
+                                      videos=args.train_videos, log=log_to_stderr)
+    else:  # memory
+        if not args.index:
+            raise VtrError("bench memory needs --index DIR")
+        result = bench.index_memory(args.index)
+        result["explorer"] = bench.explorer_at_rest(args.index, args.device)
+        result["peak_rss_bytes"] = bench.peak_rss_bytes()
+    return result
