@@ -69,10 +69,13 @@ def test_reindex_is_incremental(built_index):
         (["search", "--index", "{idx}", "   "], "empty query"),
         (["search", "--index", "{root}/nowhere", "dog"], "no such directory"),
         (["search", "--index", "{root}/videos", "dog"], "is not a video index"),
-        (["search", "--index", "{idx}", "dog", "--backbone", "clip:ViT-B-32/openai"], "was built with backbone lite"),
-        (["index", "{root}/videos", "--index", "{idx}", "--frames", "8"], "was built with --frames 4; this run asks for 8"),
+        (["search", "--index", "{idx}", "dog", "--backbone", "clip:ViT-B-32/openai"],
+         "was built with backbone lite (384-d), not clip:ViT-B-32/openai: use the index's own backbone, or re-index "
+         "(--backbone)"),
+        (["index", "{root}/videos", "--index", "{idx}", "--frames", "8"], "was built with num_frames=4; this run asks for num_frames=8: index into a new directory to change it (--frames)"),
         (["index", "{root}/videos", "--index", "{idx}", "--faiss", "HNSW32"],
-         "was built with --faiss Flat; this run asks for HNSW32"),
+         "was built with faiss_factory=Flat; this run asks for faiss_factory=HNSW32: index into a new directory to "
+         "change it (--faiss)"),
         (["index", "{root}/nowhere", "--index", "{root}/other"], "no such folder"),
         (["remove", "nothing", "--index", "{idx}"], "no video 'nothing'"),
         # the library names the setting; the command line adds the flags that set it

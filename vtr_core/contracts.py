@@ -73,6 +73,15 @@ def check_header(header: IndexHeader, where: str, asked: IndexHeader) -> None:
                                      f"{name}={getattr(asked, name)}: use a new index directory", setting=name)
 
 
+def check_settings(header: IndexHeader, where: str, **asked: object) -> None:
+    """Settings an index was built with (`num_frames=`, `faiss_factory=`, ...) asked for again:
+    another value is an error (None: not asked). Checked before any backbone loads."""
+    for name, value in asked.items():
+        if value is not None and value != getattr(header, name):
+            raise IndexMismatchError(f"{where} was built with {name}={getattr(header, name)}; this run asks for "
+                                     f"{name}={value}: index into a new directory to change it", setting=name)
+
+
 def check_spec(header: IndexHeader, where: str, asked_spec: str | None) -> None:
     """A backbone spec asked for explicitly must be the index's own (`auto` or none: any)."""
     from vtr_core.backbones import resolve_backbone_spec

@@ -8,17 +8,8 @@ import sys
 from pathlib import Path
 
 from vtr_core.cli.progress import progress_bar
-from vtr_core.contracts import open_with_backbone
-from vtr_core.errors import IndexMismatchError, VtrError
-
-
-def _check_settings_unchanged(args: argparse.Namespace, header) -> None:
-    """An existing index keeps its settings; asking for others is an error, before the backbone loads."""
-    for option, asked, built in (("--frames", args.frames, header.num_frames),
-                                 ("--faiss", args.faiss, header.faiss_factory)):
-        if asked is not None and asked != built:
-            raise IndexMismatchError(f"index {args.index} was built with {option} {built}; this run asks for "
-                                     f"{asked}: index into a new directory to change it")
+from vtr_core.contracts import check_settings, open_with_backbone
+from vtr_core.errors import VtrError
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -28,7 +19,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     frames, store_patches, faiss_factory = args.frames or 12, not args.no_patches, args.faiss or "Flat"
     if VideoIndex.exists(args.index):
-        _check_settings_unchanged(args, VideoIndex.open(args.index).header)  # immediate: no backbone yet
+        check_settings(VideoIndex.open(args.index).header, f"index {args.index}", num_frames=args.frames,
+                       faiss_factory=args.faiss)  # immediate: before the backbone loads
         index, backbone = open_with_backbone(args.index, args.backbone, args.device)
         frames = args.frames or index.header.num_frames
         store_patches = index.header.store_patches and not args.no_patches
