@@ -7,7 +7,7 @@ import shutil
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -25,7 +25,6 @@ from vtr_core.storage import fsync_dir
 if TYPE_CHECKING:
     from vtr_core.index.writer import IndexWriter
 
-PARTS = ("coarse", "frames", "patches", "raw")
 
 
 @dataclass
@@ -37,6 +36,20 @@ class Segment:
     patches: np.ndarray | None
     directory: Path = field(default_factory=Path)
     raw: np.ndarray | None = None
+
+
+def gather(locations: list[tuple[str, int]], array_of: Callable[[str], np.ndarray]) -> np.ndarray:
+    """float32 [n, ...]: row `r` of segment `s`'s array for each (s, r), one fancy-index per segment."""
+    by_segment: dict[str, list[int]] = {}
+    for position, (segment, _) in enumerate(locations):
+        by_segment.setdefault(segment, []).append(position)
+    out = None
+    for segment, positions in by_segment.items():
+        picked = np.asarray(array_of(segment)[[locations[p][1] for p in positions]], dtype=np.float32)
+        if out is None:
+            out = np.empty((len(locations), *picked.shape[1:]), np.float32)
+        out[positions] = picked
+    return out
 
 
 class VideoIndex:
@@ -90,6 +103,11 @@ class VideoIndex:
             raise KeyError(f"no video {video_id!r} in index {self.directory}")
         return self._row_of_id[video_id]
 
+    @property
+    def segment_names(self) -> list[str]:
+        """The segments this generation reads, in order of first use."""
+        return list(dict.fromkeys(v.segment for v in self.videos))
+
     def segment(self, name: str) -> Segment:
         """A segment's arrays, mapped once per view."""
         if name not in self._segments:
@@ -113,25 +131,23 @@ class VideoIndex:
                  "patches": (h.num_frames, h.num_patches, h.embed_dim)}
         return np.zeros((0, *shape[part]), np.float32)
 
+    def locations(self, rows: Iterable[int]) -> list[tuple[str, int]]:
+        """(segment, row in the segment) of each row of this generation."""
+        return [(self.videos[row].segment, self.videos[row].row) for row in rows]
+
     def _gather(self, rows: Iterable[int] | None, part: str) -> np.ndarray:
-        """float32 [n, ...] of one part for some rows (all when None), one fancy-index per segment."""
         rows = list(range(len(self)) if rows is None else rows)
         if not rows:
             return self._empty(part)
-        by_segment: dict[str, list[int]] = {}
-        for position, row in enumerate(rows):
-            by_segment.setdefault(self.videos[row].segment, []).append(position)
-        out = None
-        for name, positions in by_segment.items():
+
+        def array_of(name: str) -> np.ndarray:
             array = getattr(self.segment(name), part)
             if array is None:
                 why = "built without patch tokens" if part == "patches" else "its backbone has none"
                 raise IndexFormatError(f"index {self.directory} stores no {part} ({why})")
-            picked = np.asarray(array[[self.videos[rows[p]].row for p in positions]], dtype=np.float32)
-            if out is None:
-                out = np.empty((len(rows), *picked.shape[1:]), np.float32)
-            out[positions] = picked
-        return out
+            return array
+
+        return gather(self.locations(rows), array_of)
 
     def coarse_vectors(self, rows: Iterable[int] | None = None) -> np.ndarray:
         return self._gather(rows, "coarse")

@@ -22,6 +22,7 @@ import numpy as np
 
 from vtr_core.contracts import check_header
 from vtr_core.errors import IndexFormatError, IndexMismatchError
+from vtr_core.index.head_store import sweep_head_stores
 from vtr_core.index.manifest import MANIFEST, faiss_module, write_faiss, write_manifest
 from vtr_core.index.reader import VideoIndex
 from vtr_core.index.records import IndexHeader, VideoFeatures, VideoRecord
@@ -44,7 +45,7 @@ def open_writer(directory: str | os.PathLike, header: IndexHeader) -> Iterator["
     if directory.exists() and not directory.is_dir():
         raise IndexFormatError(f"index {directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    leftovers = {".lock", "faiss", "segments"} | {p.name for p in stale_temps(directory / MANIFEST)}
+    leftovers = {".lock", "faiss", "heads", "segments"} | {p.name for p in stale_temps(directory / MANIFEST)}
     if not VideoIndex.exists(directory) and any(p.name not in leftovers for p in directory.iterdir()):
         raise IndexFormatError(f"index {directory}: directory is not empty and holds no {MANIFEST}")
     with open(directory / ".lock", "a+") as lock:
@@ -191,8 +192,8 @@ class IndexWriter:
         return [dataclasses.replace(item.record, segment=name, row=row) for row, item in enumerate(items)]
 
     def sweep(self) -> None:
-        """Delete what no manifest refers to: unfinished commits, dead segments, old faiss files,
-        manifest temporaries of writers killed mid-write."""
+        """Delete what no manifest refers to: unfinished commits, dead segments and their head
+        stores, old faiss files, manifest temporaries of writers killed mid-write."""
         remove_stale_temps(self.directory / MANIFEST)
         live_segments = {v.segment for v in self.index.videos}
         segments = self.directory / "segments"
@@ -200,6 +201,7 @@ class IndexWriter:
             for child in segments.iterdir():
                 if child.name not in live_segments:
                     shutil.rmtree(child, ignore_errors=True)
+        sweep_head_stores(self.directory, live_segments)
         faiss_dir = self.directory / "faiss"
         if faiss_dir.is_dir():
             # keep the previous generation too: a reader that has just read the old manifest

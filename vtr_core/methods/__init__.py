@@ -12,6 +12,7 @@ from vtr_core.methods.checkpoints import (
     backbone_slug,
     best_shipped_method,
     default_checkpoint,
+    head_fingerprint,
     load_head,
     load_state,
     read_checkpoint,
@@ -27,6 +28,6 @@ from vtr_core.methods.states import (
 )
 
 __all__ = ["METHODS", "CheckpointError", "Explanation", "HeadConfig", "RetrievalHead", "State", "backbone_slug",
-           "best_shipped_method", "concat_states", "create_head", "default_checkpoint", "load_head", "load_state",
+           "best_shipped_method", "concat_states", "create_head", "default_checkpoint", "head_fingerprint", "load_head", "load_state",
            "make_config", "method_class", "read_checkpoint", "resolve_head", "save_head", "select_rows",
            "text_states", "video_states"]

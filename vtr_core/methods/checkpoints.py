@@ -8,6 +8,8 @@ widths, frames) is refused by `vtr_core.contracts.check_checkpoint`, naming both
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,22 @@ def load_head(path: str | Path, backbone: Backbone, method: str | None = None, n
         raise CheckpointError(f"checkpoint {path}: damaged {name} extra state ({type(exc).__name__}: {exc})") from None
     load_state(head, state, f"checkpoint {path}")
     return head.eval()
+
+
+def head_fingerprint(head: RetrievalHead) -> str:
+    """A short hash of what a head computes: its method, widths, settings, weights and extra state.
+
+    Two heads with the same fingerprint give the same states for the same features, so stored
+    states (vtr_core.index.head_store) are keyed by it.
+    """
+    digest = hashlib.sha256()
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(head.config).items()}
+    digest.update(json.dumps([head.name, head.embed_dim, head.raw_dim, config, head.extra_state()],
+                             sort_keys=True, default=str).encode())
+    for name, tensor in head.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def backbone_slug(backbone: Backbone) -> str:

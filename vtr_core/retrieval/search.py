@@ -1,9 +1,11 @@
 """Text-to-video search over a stored index with any head: coarse recall, then fine re-rank.
 
-Stage 1 searches the head's coarse video vectors with faiss on the CPU, or with an exact float16
-product and top-k on the GPU when the head runs there (both built once per index generation and
-head, from the stored frame features). Heads with a re-rank depth (eercf 50, s3ma and camoe 200)
-then score only those candidates with their full similarity, loading patch tokens for the
+The head's video states come from its store (vtr_core.index.head_store): computed once per
+immutable segment, the first time this head meets it, then memory-mapped, so opening a searcher
+again and every query after reuse them. Stage 1 searches the head's coarse states with faiss on
+the CPU, or with an exact float16 product and top-k on the GPU when the head runs there (built
+once per index generation and head). Heads with a re-rank depth (eercf 50, s3ma and camoe 200)
+then score only those candidates with their full similarity, from states gathered for the
 candidates alone; mean pooling stops at stage 1, where its coarse score is its full score.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,14 +22,17 @@ from vtr_core.backbones import Backbone
 from vtr_core.contracts import check_search
 from vtr_core.errors import QueryError
 from vtr_core.index import VideoIndex, build_faiss
+from vtr_core.index.head_store import HeadStore
+from vtr_core.index.reader import gather
 from vtr_core.methods import (
     RetrievalHead,
     State,
+    head_fingerprint,
     method_class,
     select_rows,
     text_states,
-    video_states,
 )
+from vtr_core.methods.states import STATE_BATCH
 from vtr_core.retrieval.exact_search import TorchFlatIndex
 
 
@@ -55,7 +61,7 @@ class SearchTimings:
 
 
 class Searcher:
-    """One head over one index: video states and the coarse index are computed once."""
+    """One head over one index: the head's stored states, and a coarse index built from them."""
 
     def __init__(self, index: VideoIndex, backbone: Backbone, head: RetrievalHead | None = None,
                  device: str | torch.device = "cpu"):
@@ -63,14 +69,35 @@ class Searcher:
         self.index, self.backbone = index, backbone
         self.device = torch.device(device)  # where the head scores and, on a GPU, stage 1 runs
         self.head = (head or method_class("meanp")(backbone.embed_dim)).eval().to(self.device)
-        raw = index.raw_features()
-        self.videos: State = video_states(self.head, torch.from_numpy(index.frame_features()).to(self.device), None,
-                                          raw=torch.from_numpy(raw).to(self.device) if raw is not None else None)
-        coarse = self.videos["coarse"].float()
+        store = HeadStore(index.directory, head_fingerprint(self.head))
+        self._stored = {name: store.states(name, len(index.segment(name).coarse), self._state_batches(name))
+                        for name in index.segment_names}
+        coarse = self._gather("coarse", range(len(index))) if len(index) else \
+            np.zeros((0, index.header.embed_dim), np.float32)
         # on a GPU exact search beats any CPU structure (1M videos: well under a millisecond)
         self.coarse_index = (TorchFlatIndex(coarse, self.device) if self.device.type == "cuda"
-                      else build_faiss(coarse.cpu().numpy(), index.header.faiss_factory))
+                             else build_faiss(coarse, index.header.faiss_factory))
         self.timings = SearchTimings()
+
+    def _state_batches(self, segment: str) -> Callable[[], Iterator[tuple[int, dict[str, np.ndarray]]]]:
+        """The head's states for every row of a segment, a batch at a time (for its store)."""
+        stored = self.index.segment(segment)
+
+        def part(array: np.ndarray | None, start: int) -> torch.Tensor | None:
+            return None if array is None else torch.from_numpy(
+                np.asarray(array[start : start + STATE_BATCH], np.float32)).to(self.device)
+
+        @torch.no_grad()
+        def batches() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            for start in range(0, len(stored.coarse), STATE_BATCH):
+                states = self.head.video_state(part(stored.frames, start), part(stored.patches, start),
+                                               part(stored.raw, start))
+                yield start, {name: value.float().cpu().numpy() for name, value in states.items()}
+
+        return batches
+
+    def _gather(self, name: str, rows) -> np.ndarray:
+        return gather(self.index.locations(rows), lambda segment: self._stored[segment][name])
 
     @property
     def rerank_top_k(self) -> int:
@@ -81,13 +108,10 @@ class Searcher:
             raise QueryError("no queries given")
         return text_states(self.head, self.backbone.encode_text(queries).to(self.device))
 
-    @torch.no_grad()
     def candidate_states(self, rows: list[int]) -> State:
-        """Full video states (patch tokens included) for a few videos."""
-        frames = torch.from_numpy(self.index.frame_features(rows)).to(self.device)
-        patches = torch.from_numpy(self.index.patch_tokens(rows)).to(self.device) if self.index.header.store_patches else None
-        raw = self.index.raw_features(rows)
-        return self.head.video_state(frames, patches, torch.from_numpy(raw).to(self.device) if raw is not None else None)
+        """Full video states (patch states included) for a few videos, gathered from the store."""
+        names = next(iter(self._stored.values())).keys() if self._stored else ()
+        return {name: torch.from_numpy(self._gather(name, rows)).to(self.device) for name in names}
 
     @torch.no_grad()
     def search(self, queries: list[str], top_k: int = 10, rerank_top_k: int | None = None) -> list[list[SearchHit]]:
