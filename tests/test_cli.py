@@ -74,7 +74,7 @@ def test_reindex_is_incremental(built_index):
          "(--backbone)"),
         (["index", "{root}/videos", "--index", "{idx}", "--frames", "8"], "was built with num_frames=4; this run asks for num_frames=8: index into a new directory to change it (--frames)"),
         (["index", "{root}/videos", "--index", "{idx}", "--faiss", "HNSW32"],
-         "was built with faiss_factory=Flat; this run asks for faiss_factory=HNSW32: index into a new directory to "
+         "was built with faiss_factory=auto; this run asks for faiss_factory=HNSW32: index into a new directory to "
          "change it (--faiss)"),
         (["index", "{root}/nowhere", "--index", "{root}/other"], "no such folder"),
         (["remove", "nothing", "--index", "{idx}"], "no video 'nothing'"),

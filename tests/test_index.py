@@ -271,3 +271,26 @@ def test_killed_indexer_leaves_readable_index_and_resumes(tmp_path):
     assert set(report.added) == {f"v{i:02d}" for i in range(12)} - committed
     assert report.unchanged == len(committed)
     assert len(VideoIndex.open(directory)) == 12
+
+
+def test_auto_structure_follows_the_collection_size():
+    """`auto` (the default for new indexes): exact Flat for small collections, HNSW past 20,000
+    vectors; a factory string an index recorded (`Flat`) still wins."""
+    import faiss
+
+    from vtr_core.index import build_faiss
+    from vtr_core.index.structures import FLAT_MAX_COUNT
+
+    def exact(index) -> bool:
+        index = faiss.downcast_index(index)
+        return isinstance(index, faiss.IndexFlat) and index.metric_type == faiss.METRIC_INNER_PRODUCT
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((FLAT_MAX_COUNT + 5, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert exact(build_faiss(vectors[:100]))
+    built = build_faiss(vectors)  # kept: the downcast proxy does not own the C++ index
+    large = faiss.downcast_index(built)
+    assert isinstance(large, faiss.IndexHNSWFlat) and large.ntotal == len(vectors) and large.hnsw.efSearch == 256
+    assert exact(build_faiss(vectors, "Flat")) and exact(build_faiss(vectors[:0]))  # recorded Flat; an empty index
+    assert IndexHeader("b", "b-v1", 8, 2, None, False).faiss_factory == "auto"

@@ -17,7 +17,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from vtr_core.index import VideoIndex
     from vtr_core.indexing import index_folder
 
-    frames, store_patches, faiss_factory = args.frames or 12, not args.no_patches, args.faiss or "Flat"
+    frames, store_patches, faiss_factory = args.frames or 12, not args.no_patches, args.faiss or "auto"
     if VideoIndex.exists(args.index):
         check_settings(VideoIndex.open(args.index).header, f"index {args.index}", num_frames=args.frames,
                        faiss_factory=args.faiss)  # immediate: before the backbone loads

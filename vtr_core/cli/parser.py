@@ -41,7 +41,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     _index_args(p, "auto")
     p.add_argument("--frames", type=int, default=None, help="frames sampled uniformly per video (default 12)")
     p.add_argument("--no-patches", action="store_true", help="do not store patch tokens (about 40x smaller)")
-    p.add_argument("--faiss", default=None, help="faiss factory string for the coarse index (default Flat; HNSW32, ...)")
+    p.add_argument("--faiss", default=None, help="faiss factory string for the coarse index (default auto: Flat below 20,000 videos, then HNSW32, then IVF-PQ with an exact re-score, by size and memory)")
     p.add_argument("--prune", action="store_true", help="remove indexed videos that are no longer on disk")
     p.add_argument("--batch-frames", type=int, default=None, help="frames per encoder batch")
     p.add_argument("--workers", type=int, default=None,

@@ -11,11 +11,13 @@ import numpy as np
 
 from vtr_core.errors import IndexFormatError, IndexMismatchError
 from vtr_core.index.records import IndexHeader, VideoRecord
+from vtr_core.index.structures import build_structure, choose_structure
 from vtr_core.storage import atomic_write_bytes, atomic_write_json
 
 FORMAT = "vtr-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+AUTO = "auto"  # the faiss factory that lets the collection's size choose (vtr_core.index.structures)
 
 
 def faiss_module():
@@ -24,15 +26,14 @@ def faiss_module():
     return faiss
 
 
-def build_faiss(vectors: np.ndarray, factory: str):
-    """Inner-product faiss index named by a factory string ("Flat", "HNSW32", "IVF256,PQ32", ...)."""
-    faiss = faiss_module()
-    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    if len(vectors) and not index.is_trained:
-        index.train(np.ascontiguousarray(vectors, dtype=np.float32))
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+def build_faiss(vectors: np.ndarray, factory: str = "auto"):
+    """Inner-product faiss index of the vectors: the structure `auto` chooses for their count (see
+    vtr_core.index.structures), or the one a factory string names ("Flat", "HNSW32", "IVF256,PQ32", ...)."""
+    plan = choose_structure(len(vectors), vectors.shape[1], override=None if factory == AUTO else factory)
+    if not len(vectors):  # nothing to train on yet: the empty structure, filled by later commits
+        faiss = faiss_module()
+        return faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
+    return build_structure(np.ascontiguousarray(vectors, dtype=np.float32), plan)
 
 
 def read_manifest(directory: Path) -> dict:

@@ -37,7 +37,7 @@ class IndexHeader:
     num_frames: int
     patch_grid: list[int] | None
     store_patches: bool
-    faiss_factory: str = "Flat"
+    faiss_factory: str = "auto"  # the collection's size chooses (vtr_core.index.structures), or a factory string
     raw_dim: int = 0  # per-frame raw (pre-joint-space) features stored, 0: none
 
     @property

@@ -250,7 +250,7 @@ def index_folder(
     backbone: Backbone,
     num_frames: int = 12,
     store_patches: bool = True,
-    faiss_factory: str = "Flat",
+    faiss_factory: str = "auto",
     prune: bool = False,
     commit_every: int = 64,
     batch_frames: int | None = None,
