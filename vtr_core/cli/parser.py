@@ -126,13 +126,16 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: query | indexing | training | memory, or report (docs/PERFORMANCE.md)")
-    p.add_argument("suite", choices=["query", "indexing", "training", "memory", "report"])
+    p = sub.add_parser("bench",
+                       help="benchmarks: query | indexing | training | memory | scale, or report (docs/PERFORMANCE.md)")
+    p.add_argument("suite", choices=["query", "indexing", "training", "memory", "scale", "report"])
     p.add_argument("--json", help="where the suite's results go (JSON)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--sizes", default="1000,10000,100000", help="query suite: numbers of videos, comma-separated")
+    p.add_argument("--sizes", default="1000,10000,100000",
+                   help="query and scale suites: numbers of videos (moments), comma-separated")
     p.add_argument("--repeats", type=int, default=100, help="query suite: timed repeats per figure")
-    p.add_argument("--index", help="memory suite: the index to measure")
+    p.add_argument("--index", help="memory suite: the index to measure; scale suite: a folder to keep the built "
+                   "indexes in (default: a temporary one, removed)")
     p.add_argument("--videos", default="assets/videos", help="indexing suite: a folder of videos")
     p.add_argument("--max-videos", type=int, default=24, help="indexing suite: videos taken from the folder")
     p.add_argument("--backbones", default="lite,ViT-B-32,ViT-B-16",
@@ -142,9 +145,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="indexing suite: decoding threads (default: one per core)")
     p.add_argument("--train-videos", type=int, default=256, help="training suite: synthetic videos per epoch")
     p.add_argument("--no-hnsw", action="store_true", help="query suite: skip faiss HNSW (slow to build at 1M)")
-    p.add_argument("--fit-to", metavar="DATA_DIR", help="query suite: video vectors drawn from a Gaussian fitted to this "
-                   "dataset's videos, its captions as queries (default: uniformly random unit vectors)")
-    p.add_argument("--fit-split", default="1kA", help="query suite: the split of --fit-to")
+    p.add_argument("--frames", type=int, default=12, help="scale suite: frame vectors per moment")
+    p.add_argument("--dim", type=int, default=384, help="scale suite: vector width (with --fit-to: the backbone's)")
+    p.add_argument("--commit-every", type=int, default=64, help="scale suite: moments per commit, as the indexer")
+    p.add_argument("--queries", type=int, default=50, help="scale suite: timed queries per size")
+    p.add_argument("--fit-to", metavar="DATA_DIR", help="query and scale suites: video vectors drawn from a Gaussian "
+                   "fitted to this dataset's videos, its captions as queries (default: uniformly random unit vectors)")
+    p.add_argument("--fit-split", default="1kA", help="query and scale suites: the split of --fit-to")
     p.add_argument("--bench-dir", default="docs/bench", help="report: where the suites' JSON files are")
     p.add_argument("--docs", default="docs")
     p.set_defaults(func=cmd_bench)

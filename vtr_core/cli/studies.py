@@ -1,4 +1,5 @@
-"""The bench command: the query, indexing, training and memory suites, and docs/PERFORMANCE.md from their results."""
+"""The bench command: the query, indexing, training, memory and scale suites, and docs/PERFORMANCE.md from their
+results."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
     elif args.suite == "training":
         result = bench.training_suite(create_backbone(spec_of(args.backbone), args.device), ["meanp", "s3ma", "eercf", "camoe"],
                                       videos=args.train_videos, log=log_to_stderr)
+    elif args.suite == "scale":
+        result = _scale_suite(args, bench, spec_of)
     else:  # memory
         if not args.index:
             raise VtrError("bench memory needs --index DIR")
@@ -67,3 +70,16 @@ def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
         result["explorer"] = bench.explorer_at_rest(args.index, args.device)
         result["peak_rss_bytes"] = bench.peak_rss_bytes()
     return result
+
+
+def _scale_suite(args: argparse.Namespace, bench, spec_of) -> object:
+    """The scale suite: synthetic moments, or with --fit-to frames drawn like the backbone's MSR-VTT vectors."""
+    real_like, dim = None, args.dim
+    if args.fit_to:
+        from vtr_core.backbones import create_backbone
+
+        backbone = create_backbone(spec_of(args.backbone), args.device)
+        real_like, dim = _real_like_vectors(args, bench, backbone), backbone.embed_dim
+    sizes = [int(n) for n in args.sizes.split(",") if n]
+    return bench.scale_suite(sizes, dim=dim, frames=args.frames, commit_every=args.commit_every, queries=args.queries,
+                             real_like=real_like, keep_dir=args.index, log=log_to_stderr)
