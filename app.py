@@ -33,7 +33,7 @@ COLLECTION_CAPTIONS = "collection captions"
 TYPED_QUERIES = "my queries"
 NO_COMPARE = "none"
 # the library names its settings in errors (VtrError.setting); the page says which app flag sets them
-SETTING_HINTS = {"video_root": "start the app with --video-root DIR"}
+SETTING_HINTS = {"video_root": "start the app with --video-root DIR", "backbone": "--backbone"}
 # Explain tab: one slot per (panel kind, part); kinds always present are plain values, others toggle
 EXPLAIN_SLOTS = [("frames", "image", "frame-attention"), ("patches", "image", "patch-map"),
                  ("terms", "image", "terms"), ("gates", "image", "gates"), ("concepts", "text", "concepts"),
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         explorer = Explorer(args.index, device=args.device, backbone=args.backbone, captions=args.captions,
                             workdir=args.workdir, video_roots=args.video_root, max_upload_bytes=args.max_upload_mb << 20)
     except VtrError as exc:
-        hint = {"backbone": "--backbone"}.get(exc.setting or "")
+        hint = SETTING_HINTS.get(exc.setting or "")
         print(f"error: {exc}" + (f" ({hint})" if hint else ""), file=sys.stderr)
         return 2
     info = explorer.collection.info()
