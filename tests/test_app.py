@@ -37,7 +37,7 @@ def test_wrong_index_is_a_one_line_error(tmp_path):
     result = subprocess.run([sys.executable, "app.py", "--index", str(tmp_path)], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        f"error: {tmp_path} is not a video index (no manifest.json); build one with `index`"]
+        f"error: {tmp_path} is not a video index (no catalogue.sqlite); build one with `index`"]
 
 
 def table(value) -> list[list]:

@@ -23,6 +23,7 @@ from vtr_core.explorer.service import Explorer
 from vtr_core.resources import demo_index_dir
 
 DEMO_INDEX = demo_index_dir()
+from vtr_core.index import CATALOGUE
 from vtr_core.indexing.indexer import index_folder
 from vtr_core.methods import METHODS
 from vtr_core.methods.explanation import AlignmentsPanel, ConceptsPanel, GatesPanel, PatchesPanel
@@ -152,14 +153,14 @@ def test_dsl_matrix_before_and_after(explorer):
 
 
 def test_writes_go_to_a_user_copy_of_the_bundled_index(lite_backbone, tmp_path):
-    before = file_sha256(DEMO_INDEX / "manifest.json")
+    before = file_sha256(DEMO_INDEX / CATALOGUE)
     explorer = Explorer(DEMO_INDEX, device="cpu", workdir=tmp_path / "work", video_roots=[tmp_path])
     assert explorer.collection.read_only and len(explorer.collection.index) == 39
     clip = write_video(tmp_path / "my clip.mp4", num_frames=30, seed=9)
     video_id, report = explorer.collection.add_clip(clip, "my clip.mp4")
     info = explorer.collection.info()
     assert video_id == "my_clip" and report.added == ["my_clip"] and info.videos == 40
-    assert info.index_dir.startswith(str(tmp_path / "work")) and file_sha256(DEMO_INDEX / "manifest.json") == before
+    assert info.index_dir.startswith(str(tmp_path / "work")) and file_sha256(DEMO_INDEX / CATALOGUE) == before
     assert list((tmp_path / "work").glob("*/uploads/my_clip.mp4"))
     index = explorer.collection.index
     assert all(Path(index.video_path(r)).is_file() for r in range(len(index)))

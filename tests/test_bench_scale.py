@@ -10,9 +10,9 @@ from vtr_core.errors import VtrError
 from vtr_core.index import VideoIndex
 from vtr_core.studies import bench
 
-FIELDS = {"size", "commits", "commit_ms", "commit_ms_first", "commit_ratio", "build_s", "open_s", "rss_mb",
-          "query_p50_ms", "query_p99_ms", "rerank_open_s", "rerank_p50_ms", "rerank_p99_ms", "recall_at_10",
-          "structure", "disk_bytes", "index_dir"}
+FIELDS = {"size", "commits", "commit_ms", "commit_ms_first", "commit_ratio", "build_s", "segments", "prime_s",
+          "open_s", "rss_mb", "vector_mb", "query_p50_ms", "query_p99_ms", "rerank_prime_s", "rerank_open_s",
+          "rerank_p50_ms", "rerank_p99_ms", "recall_at_10", "structure", "disk_bytes", "index_dir"}
 
 
 def test_scale_suite_builds_real_indexes(tmp_path):

@@ -8,8 +8,8 @@ and dies as a killed indexer or trainer does. The indexer's last run is a fresh 
 index` process.
 
 Where a run dies is chosen two ways. Exact points: the child reports named places in the real code
-(decode, encode, each step of a commit: segment arrays written, segment published, faiss written,
-manifest temp written but not renamed, manifest published, sweep; for training: an optimizer step,
+(decode, encode, each step of a commit: segment arrays written, strips written, segment published,
+catalogue transaction applied but not committed, committed, sweep; for training: an optimizer step,
 best.pt / last.pt temp written but not renamed, published) and waits at the chosen one to be
 killed. Random points: a seeded random delay after the child starts, reports a progress step or
 ends an epoch. Saves still go through the real `storage.atomic_write` (temp, fsync, rename); the
@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from tests.conftest import REPO, write_video
-from vtr_core.index import VideoIndex
+from vtr_core.index import CATALOGUE, VideoIndex
+from vtr_core.index.catalogue import Catalogue
 
 NUM_VIDEOS = 24
 FRAMES = 2
@@ -120,7 +121,7 @@ def serve(run):
 INDEX_ZYGOTE = ZYGOTE_COMMON + r'''
 import numpy as np
 from vtr_core.indexing import workers as decoding
-from vtr_core.index import manifest as vmanifest, writer as vwriter
+from vtr_core.index import catalogue as vcatalogue, segments as vsegments, writer as vwriter
 from vtr_core.backbones import create_backbone
 from vtr_core.indexing.indexer import index_folder
 
@@ -130,27 +131,29 @@ backbone = create_backbone("lite", "cpu")
 def run(job):
     around(decoding, "read_video", "decode")
     around(backbone, "encode_frames", "encode")
-    around(vwriter, "atomic_save_npy", "segment_array")
-    around(vwriter, "write_synced", "strip")
-    around(vmanifest, "atomic_write_bytes", "faiss")
+    around(vsegments, "_save", "segment_array")
+    around(vsegments, "write_synced", "strip")
+    around(vcatalogue.Catalogue, "commit", "catalogue")
     around(vwriter.IndexWriter, "sweep", "sweep")
-    fsync_dir = vwriter.fsync_dir
+    fsync_dir = vsegments.fsync_dir
 
     def fsync_dir_noted(path):
+        fsync_dir(path)
         if Path(path).name == "segments":  # right after the segment's rename
             point("segment_published")
-        fsync_dir(path)
 
-    def write_manifest(path, obj):
-        storage.atomic_write(path, temp_written("manifest_temp", lambda h: json.dump(obj, h, indent=1)), mode="w")
-        point("manifest_published")
+    apply = vcatalogue.Catalogue._apply
 
-    vwriter.fsync_dir, vmanifest.atomic_write_json = fsync_dir_noted, write_manifest
+    def apply_noted(db, batch):  # inside the transaction: every row written, COMMIT not yet run
+        apply(db, batch)
+        point("catalogue_applied")
+
+    vsegments.fsync_dir, vcatalogue.Catalogue._apply = fsync_dir_noted, staticmethod(apply_noted)
     commit = vwriter.IndexWriter.commit
 
     def commit_noted(self):
         out = commit(self)
-        emit(committed=[v.video_id for v in self.videos], generation=self.index.generation)
+        emit(committed=[v.video_id for v in self.index.videos], generation=self.index.generation)
         return out
 
     vwriter.IndexWriter.commit = commit_noted
@@ -164,7 +167,8 @@ def run(job):
 
 # torch's and faiss's lazy first-use set-up, here once rather than in every child
 backbone.encode_frames(np.zeros((1, 64, 96, 3), np.uint8), patch_dtype=torch.float16)
-vmanifest.build_faiss(np.zeros((1, backbone.embed_dim), np.float32), "Flat")
+import faiss
+faiss.IndexFlatIP(backbone.embed_dim).add(np.zeros((1, backbone.embed_dim), np.float32))
 serve(run)
 '''
 
@@ -316,18 +320,14 @@ def errors_of(events: list[dict]) -> list[str]:
 
 # ------------------------------------------------------------------------------------ the index
 def strays(directory: Path) -> dict[str, list[str]]:
-    """Files that no manifest refers to, by kind (the previous faiss file is kept on purpose)."""
-    manifest = json.loads((directory / "manifest.json").read_text()) if VideoIndex.exists(directory) else None
-    live = {v["segment"] for v in manifest["videos"]} if manifest else set()
-    found: dict[str, list[str]] = {"segments": [], "faiss": [], "root": []}
+    """Files no catalogue row refers to, by kind (segments of the previous generation are rows still)."""
+    known = Catalogue(directory).known_segments() if VideoIndex.exists(directory) else set()
+    found: dict[str, list[str]] = {"segments": [], "root": []}
     if (directory / "segments").is_dir():
-        found["segments"] = sorted(p.name for p in (directory / "segments").iterdir() if p.name not in live)
-    if (directory / "faiss").is_dir():
-        found["faiss"] = sorted(p.name for p in (directory / "faiss").iterdir()
-                                if not manifest or p.name != manifest["faiss"])
+        found["segments"] = sorted(p.name for p in (directory / "segments").iterdir() if p.name not in known)
     if directory.is_dir():
-        found["root"] = sorted(p.name for p in directory.iterdir()
-                               if p.name not in {"manifest.json", ".lock", "segments", "faiss"})
+        expected = {CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm", ".lock", "segments", "heads"}
+        found["root"] = sorted(p.name for p in directory.iterdir() if p.name not in expected)
     return found
 
 
@@ -354,7 +354,6 @@ def check_index(directory: Path, reference: VideoIndex) -> list[str]:
     assert frames.shape == (n, T, D) and coarse.shape == (n, D)
     assert index.patch_tokens().shape == (n, T, reference.header.num_patches, D)
     assert index.raw_features().shape == (n, T, reference.header.raw_dim)
-    assert index.faiss_index.ntotal == n
     if n:
         scores, rows = index.search_coarse(coarse, n)
         assert sorted(set(rows.ravel().tolist())) == list(range(n))  # only (and all) listed rows
@@ -370,8 +369,7 @@ def check_index(directory: Path, reference: VideoIndex) -> list[str]:
 
 # Exact kill points, each a place in the real code (see INDEX_ZYGOTE); n picks the commit or batch.
 INDEX_POINTS = ["decode:before", "encode:before", "encode:after", "segment_array:after", "strip:after",
-                "segment_published", "faiss:before", "faiss:after", "manifest_temp", "manifest_published",
-                "sweep:before"]
+                "segment_published", "catalogue:before", "catalogue_applied", "catalogue:after", "sweep:before"]
 BEFORE_PUBLISH = INDEX_POINTS[:-2]  # a run stopped at the first of these commits nothing
 
 
@@ -404,7 +402,7 @@ def test_indexer_killed_20_times_keeps_every_commit_and_resumes(tmp_path):
     assert sorted(report["added"]) == sorted(everything - committed)
     assert set(check_index(directory, reference)) == everything
     left = strays(directory)
-    assert not left["segments"] and not left["root"] and len(left["faiss"]) <= 1, left  # only the previous faiss
+    assert not left["segments"] and not left["root"], left
     print("\n".join(log) + f"\nfinal run (CLI) added {len(report['added'])}, unchanged {report['unchanged']}; "
           f"zygote start {ready - started:.1f} s, clean run + {kills} killed runs {looped - ready:.1f} s, "
           f"final run {time.perf_counter() - looped:.1f} s")
@@ -426,7 +424,7 @@ def kill_indexer_repeatedly(zygote: Zygote, folder: Path, tmp_path: Path) -> tup
     rng = random.Random(7)
     plan = [("point", p) for p in INDEX_POINTS] + [("random", None)] * (KILLS - 1 - len(INDEX_POINTS))
     rng.shuffle(plan)
-    plan.insert(0, ("point", "manifest_temp"))  # the first run dies creating the index
+    plan.insert(0, ("point", "catalogue_applied"))  # the first run dies in its first transaction
     committed: set[str] = set()
     kills, log = 0, []
     for kind, label in plan:
@@ -470,7 +468,7 @@ def kill_indexer_repeatedly(zygote: Zygote, folder: Path, tmp_path: Path) -> tup
             now = set()
         assert now >= committed | reported, "a committed video was lost"
         left = strays(directory)
-        assert len(left["segments"]) <= 1 and len(left["faiss"]) <= 2 and len(left["root"]) <= 1, left
+        assert len(left["segments"]) <= 2 and len(left["root"]) <= 1, left  # a commit's or a merge's segment
         log.append(f"kill {kills:2d} at {where:34s} died at {last_at:24s} committed {len(committed):2d} -> "
                    f"{len(now):2d}, strays {sum(map(len, left.values()))}")
         committed = now

@@ -37,8 +37,8 @@ def test_shipped_index_matches_assets(lite_backbone):
     index = VideoIndex.open(DEMO_INDEX, backbone_id=lite_backbone.id)
     rows = {row["video_id"]: row for row in load_captions()}
     assert sorted(v.video_id for v in index.videos) == sorted(rows)
-    for row_number, record in enumerate(index.videos):
-        assert index.video_path(row_number) == str((ASSETS / rows[record.video_id]["file"]).resolve())
+    for row_number, moment in enumerate(index.moments):
+        assert index.video_path(row_number) == str((ASSETS / rows[moment.video_id]["file"]).resolve())
 
 
 def test_shipped_index_ranks_captions_above_chance(lite_backbone):

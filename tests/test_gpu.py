@@ -83,9 +83,8 @@ def test_search_on_gpu_ranks_as_on_cpu(tmp_path, tiny_clip):
         for i in range(300):
             frames = rng.standard_normal((T, D)).astype(np.float32)
             record = VideoRecord(video_id=f"v{i}", path=f"v{i}.mp4", size=i, mtime_ns=i, sha256=f"{i:064x}",
-                                 duration_s=1.0, fps=10.0, num_source_frames=10, width=32, height=24,
-                                 frame_times_s=[0.0, 0.25, 0.5, 0.75])
-            writer.add(VideoFeatures(record=record, coarse=meanp.video_embedding(frames).numpy(), frames=frames,
+                                 duration_s=1.0, fps=10.0, num_source_frames=10, width=32, height=24)
+            writer.add(VideoFeatures.whole(record=record, frame_times_s=[0.0, 0.25, 0.5, 0.75], coarse=meanp.video_embedding(frames).numpy(), frames=frames,
                                      patches=rng.standard_normal((T, P, D)).astype(np.float32), strip_jpeg=b"x"))
         writer.commit()
     index = VideoIndex.open(tmp_path / "idx")

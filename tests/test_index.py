@@ -1,8 +1,8 @@
 """The on-disk index: round trips, incremental updates, removal, crash safety, mismatches."""
 
-import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, write_video
-from vtr_core import storage
 from vtr_core.errors import IndexFormatError, IndexMismatchError
-from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.index import CATALOGUE, IndexHeader, VideoFeatures, VideoIndex, VideoRecord, segments
+from vtr_core.index.catalogue import Catalogue
 from vtr_core.indexing.indexer import index_folder, remove_videos
 from vtr_core.methods import meanp
 
@@ -31,8 +31,8 @@ def features(video_id: str, seed: int) -> VideoFeatures:
     frames = rng.standard_normal((T, D)).astype(np.float32)
     record = VideoRecord(video_id=video_id, path=f"../videos/{video_id}.mp4", size=seed, mtime_ns=seed,
                          sha256=f"{seed:064x}", duration_s=1.0, fps=10.0, num_source_frames=10,
-                         width=32, height=24, frame_times_s=[0.0, 0.3, 0.6])
-    return VideoFeatures(record=record, coarse=meanp.video_embedding(frames).numpy(), frames=frames,
+                         width=32, height=24)
+    return VideoFeatures.whole(record=record, frame_times_s=[0.0, 0.3, 0.6], coarse=meanp.video_embedding(frames).numpy(), frames=frames,
                          patches=rng.standard_normal((T, P, D)).astype(np.float32), strip_jpeg=b"jpeg" + bytes([seed]))
 
 
@@ -48,30 +48,31 @@ def test_round_trip(tmp_path):
     add_all(tmp_path / "idx", items)
     index = VideoIndex.open(tmp_path / "idx", backbone_id="test-v1")
     assert [v.video_id for v in index.videos] == ["v0", "v1", "v2", "v3", "v4"]
-    np.testing.assert_allclose(index.frame_features([2])[0], items[2].frames, atol=2e-3)  # stored as float16
-    np.testing.assert_allclose(index.patch_tokens([4])[0], items[4].patches, atol=2e-3)
-    np.testing.assert_allclose(index.coarse_vectors(), np.stack([i.coarse for i in items]), atol=1e-6)
+    np.testing.assert_allclose(index.frame_features([2])[0], items[2].moments[0].frames, atol=2e-3)  # stored as float16
+    np.testing.assert_allclose(index.patch_tokens([4])[0], items[4].moments[0].patches, atol=2e-3)
+    np.testing.assert_allclose(index.coarse_vectors(), np.stack([i.moments[0].coarse for i in items]), atol=1e-6)
     assert index.frame_strip_jpeg(3) == b"jpeg\x03"
-    assert index.videos[1].frame_times_s == [0.0, 0.3, 0.6]
+    assert index.moments[1].frame_times_s == [0.0, 0.3, 0.6]
+    assert (index.moments[1].start_s, index.moments[1].end_s) == (0.0, 1.0)  # one moment: the whole file
     assert index.video_path(0) == os.path.normpath(str((tmp_path / "idx").resolve() / "../videos/v0.mp4"))
     # coarse search is exact inner product
-    scores, rows = index.search_coarse(items[3].coarse[None], top_k=2)
+    scores, rows = index.search_coarse(items[3].moments[0].coarse[None], top_k=2)
     assert rows[0, 0] == 3 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
-    expected = np.stack([i.coarse for i in items]) @ items[3].coarse
+    expected = np.stack([i.moments[0].coarse for i in items]) @ items[3].moments[0].coarse
     assert scores[0, 1] == pytest.approx(np.sort(expected)[-2], abs=1e-5)
 
 
 def test_raw_features_round_trip_and_are_required(tmp_path):
     items = [features(f"v{i}", i) for i in range(3)]
     for i, item in enumerate(items):
-        item.raw = np.random.default_rng(10 + i).standard_normal((T, 5)).astype(np.float32)
+        item.moments[0].raw = np.random.default_rng(10 + i).standard_normal((T, 5)).astype(np.float32)
     index = add_all(tmp_path / "idx", items, raw_dim=5)
-    np.testing.assert_allclose(index.raw_features([1, 2]), np.stack([items[1].raw, items[2].raw]), atol=3e-3)
+    np.testing.assert_allclose(index.raw_features([1, 2]), np.stack([items[1].moments[0].raw, items[2].moments[0].raw]), atol=3e-3)
     # compaction after a removal carries raw features along
     with VideoIndex.writer(tmp_path / "idx", header(raw_dim=5)) as writer:
         writer.remove("v0")
         compacted = writer.commit()
-    np.testing.assert_allclose(compacted.raw_features([compacted.row_of("v2")])[0], items[2].raw, atol=3e-3)
+    np.testing.assert_allclose(compacted.raw_features([compacted.row_of("v2")])[0], items[2].moments[0].raw, atol=3e-3)
     with pytest.raises(IndexMismatchError, match="raw features"):
         with VideoIndex.writer(tmp_path / "idx", header(raw_dim=5)) as writer:
             writer.add(features("v9", 9))  # no raw features
@@ -91,8 +92,8 @@ def test_additions_extend_and_replacements_rebuild(tmp_path):
     index = add_all(directory, [features("a", 9)])  # changed content replaces
     assert sorted(v.video_id for v in index.videos) == ["a", "b", "c"]
     row = index.row_of("a")
-    np.testing.assert_allclose(index.frame_features([row])[0], features("a", 9).frames, atol=2e-3)
-    _, rows = index.search_coarse(features("a", 9).coarse[None], 1)
+    np.testing.assert_allclose(index.frame_features([row])[0], features("a", 9).moments[0].frames, atol=2e-3)
+    _, rows = index.search_coarse(features("a", 9).moments[0].coarse[None], 1)
     assert rows[0, 0] == row
 
 
@@ -104,9 +105,12 @@ def test_removal_and_compaction_free_disk(tmp_path):
             writer.remove(f"v{i}")
         index = writer.commit()
     assert [v.video_id for v in index.videos] == ["v4", "v5"]
-    assert len(list((directory / "segments").iterdir())) == 1  # the sparse segment was rewritten
-    assert len(index.segment(index.videos[0].segment).coarse) == 2
-    np.testing.assert_allclose(index.frame_features([1])[0], features("v5", 5).frames, atol=2e-3)
+    assert len(index.segment_names) == 1  # the sparse segment was rewritten
+    with VideoIndex.writer(directory, header()):  # and is deleted when no reader may need it
+        pass
+    assert [p.name for p in (directory / "segments").iterdir()] == index.segment_names
+    assert len(index.segment(index.moments[0].segment).coarse) == 2
+    np.testing.assert_allclose(index.frame_features([1])[0], features("v5", 5).moments[0].frames, atol=2e-3)
     assert index.frame_strip_jpeg(1) == b"jpeg\x05"
     with pytest.raises(KeyError, match="no video 'v0'"):
         index.row_of("v0")
@@ -135,10 +139,9 @@ def test_not_an_index(tmp_path):
 
 def test_newer_format_version_is_refused(tmp_path):
     add_all(tmp_path / "idx", [features("a", 1)])
-    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    manifest["version"] = 99
-    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexMismatchError, match="format version 99"):
+    with sqlite3.connect(tmp_path / "idx" / CATALOGUE) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'version'")
+    with pytest.raises(IndexMismatchError, match="format version 99.*newer vtr_core"):
         VideoIndex.open(tmp_path / "idx")
 
 
@@ -151,39 +154,48 @@ def test_second_writer_is_refused(tmp_path):
                 pass
 
 
-@pytest.mark.parametrize("fail_on", ["coarse.npy", "patches.npy", "faiss", "manifest.json"])
+@pytest.mark.parametrize("fail_on", ["coarse", "patches", "strips", "catalogue"])
 def test_crash_mid_commit_keeps_last_good_index(tmp_path, monkeypatch, fail_on):
     """A failure at any write of a commit leaves the previous generation whole and readable."""
     directory = tmp_path / "idx"
     add_all(directory, [features("a", 1), features("b", 2)])
-    before = (directory / "manifest.json").read_bytes()
+    generation = VideoIndex.open(directory).generation
 
-    real_write = storage.atomic_write
+    if fail_on == "catalogue":  # the transaction fails after its last statement: rolled back
+        real_apply = Catalogue._apply
 
-    def crashing_write(path, write, mode="wb"):
-        if fail_on in str(path):
-            with open(str(path) + ".partial", "wb") as handle:  # a torn file, as a crash leaves
-                handle.write(b"\x00garbage")
+        def failing_apply(db, batch):
+            real_apply(db, batch)
             raise OSError("simulated crash")
-        return real_write(path, write, mode)
 
-    monkeypatch.setattr(storage, "atomic_write", crashing_write)
+        monkeypatch.setattr(Catalogue, "_apply", staticmethod(failing_apply))
+    else:
+        real_save = segments._save
+
+        def crashing_save(folder, name, array):
+            if name == fail_on:
+                (folder / f"{name}.npy").write_bytes(b"\x00garbage")  # a torn file, as a crash leaves
+                raise OSError("simulated crash")
+            real_save(folder, name, array)
+
+        monkeypatch.setattr(segments, "_save", crashing_save)
     with pytest.raises(OSError, match="simulated crash"):
         with VideoIndex.writer(directory, header()) as writer:
             writer.add(features("c", 3))
             writer.remove("a")
             writer.commit()
-    monkeypatch.setattr(storage, "atomic_write", real_write)
+    monkeypatch.undo()
 
-    assert (directory / "manifest.json").read_bytes() == before
     index = VideoIndex.open(directory)
+    assert index.generation == generation
     assert [v.video_id for v in index.videos] == ["a", "b"]
-    np.testing.assert_allclose(index.frame_features([1])[0], features("b", 2).frames, atol=2e-3)
-    assert index.search_coarse(features("a", 1).coarse[None], 1)[1][0, 0] == 0
+    np.testing.assert_allclose(index.frame_features([1])[0], features("b", 2).moments[0].frames, atol=2e-3)
+    assert index.search_coarse(features("a", 1).moments[0].coarse[None], 1)[1][0, 0] == 0
     # the next writer sweeps the debris and commits normally
     index = add_all(directory, [features("c", 3)])
     assert [v.video_id for v in index.videos] == ["a", "b", "c"]
     assert not any(p.name.startswith(".tmp-") for p in (directory / "segments").iterdir())
+    assert {p.name for p in (directory / "segments").iterdir()} == set(index.segment_names)
 
 
 # ------------------------------------------------------------------ the indexing pipeline

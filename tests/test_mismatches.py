@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from vtr_core.errors import (
     IndexMismatchError,
     VtrError,
 )
-from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.index import CATALOGUE, IndexHeader, VideoFeatures, VideoIndex, VideoRecord
 from vtr_core.indexing.indexer import index_folder
 from vtr_core.methods import CheckpointError, create_head, load_head, save_head
 from vtr_core.methods.eercf import EERCF, EERCFConfig
@@ -97,9 +98,8 @@ def random_video(header: IndexHeader, video_id: str = "a") -> VideoFeatures:
     rng = np.random.default_rng(0)
     T, D = header.num_frames, header.embed_dim
     record = VideoRecord(video_id=video_id, path=f"{video_id}.mp4", size=1, mtime_ns=1, sha256="0" * 64,
-                         duration_s=1.0, fps=10.0, num_source_frames=10, width=32, height=24,
-                         frame_times_s=[0.1 * t for t in range(T)])
-    return VideoFeatures(record=record, coarse=rng.standard_normal(D).astype(np.float32),
+                         duration_s=1.0, fps=10.0, num_source_frames=10, width=32, height=24)
+    return VideoFeatures.whole(record=record, frame_times_s=[0.1 * t for t in range(T)], coarse=rng.standard_normal(D).astype(np.float32),
                          frames=rng.standard_normal((T, D)).astype(np.float32),
                          patches=rng.standard_normal((T, header.num_patches, D)).astype(np.float32)
                          if header.store_patches else None,
@@ -135,31 +135,39 @@ def test_opening_with_another_backbone_names_both_backbones_and_dimensions(tmp_p
 ])
 def test_writer_with_another_header_names_both_sides_and_leaves_the_index(tmp_path, change, mine, theirs):
     before = build_random_index(tmp_path / "idx")
-    manifest = (tmp_path / "idx" / "manifest.json").read_bytes()
+    catalogue = (tmp_path / "idx" / CATALOGUE).read_bytes()
     with pytest.raises(IndexMismatchError) as exc, VideoIndex.writer(tmp_path / "idx", random_header(**change)):
         pass
     assert mine in one_line(exc) and theirs in one_line(exc)
-    assert (tmp_path / "idx" / "manifest.json").read_bytes() == manifest
+    assert (tmp_path / "idx" / CATALOGUE).read_bytes() == catalogue
     after = VideoIndex.open(tmp_path / "idx")
     np.testing.assert_array_equal(after.frame_features(), before.frame_features())
 
 
-@pytest.mark.parametrize("version, advice", [(2, "upgrade"), (0, "re-index")])
+def edit_meta(directory: Path, key: str, edit) -> None:
+    """Rewrite one value of an index's catalogue meta table, as another program might have."""
+    with sqlite3.connect(directory / CATALOGUE) as db:
+        (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        db.execute("UPDATE meta SET value = ? WHERE key = ?", (edit(value), key))
+    db.close()
+
+
+def edit_header(directory: Path, **fields) -> None:
+    edit_meta(directory, "header", lambda value: json.dumps(json.loads(value) | fields))
+
+
+@pytest.mark.parametrize("version, advice", [(3, "upgrade"), (0, "re-index")])
 def test_other_format_versions_name_both_versions(tmp_path, version, advice):
     build_random_index(tmp_path / "idx")
-    path = tmp_path / "idx" / "manifest.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"version": version}))
+    edit_meta(tmp_path / "idx", "version", lambda _: str(version))
     with pytest.raises(IndexMismatchError) as exc:
         VideoIndex.open(tmp_path / "idx")
-    assert f"format version {version}, this program reads version 1 (" in one_line(exc) and advice in one_line(exc)
+    assert f"format version {version}, this program reads version 2 (" in one_line(exc) and advice in one_line(exc)
 
 
-def test_manifest_from_another_program_is_one_line(tmp_path):
+def test_catalogue_from_another_program_is_one_line(tmp_path):
     build_random_index(tmp_path / "idx")
-    path = tmp_path / "idx" / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["header"]["colour_space"] = "ycbcr"  # a field this program does not know
-    path.write_text(json.dumps(manifest))
+    edit_header(tmp_path / "idx", colour_space="ycbcr")  # a field this program does not know
     with pytest.raises(IndexFormatError) as exc:
         VideoIndex.open(tmp_path / "idx")
     assert "damaged or from another program" in one_line(exc) and "colour_space" in one_line(exc)
@@ -375,9 +383,7 @@ def test_cli_search_with_another_backbone_version(lite_index, lite_backbone, tmp
     """An index written by an older lite backbone: same spec, other weights."""
     copy = tmp_path / "old"
     shutil.copytree(lite_index, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["header"]["backbone_id"] = "lite:efficientnet_lite0+all-MiniLM-L6-v2/conse-v0"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    edit_header(copy, backbone_id="lite:efficientnet_lite0+all-MiniLM-L6-v2/conse-v0")
     result = cli("search", "--index", copy, "--device", "cpu", "--method", "meanp", "--zero-shot", "a red car")
     assert_one_error_line(result.returncode, result.stderr, "conse-v0 (384-d)", f"{lite_backbone.id} (384-d)")
 

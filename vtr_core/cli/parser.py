@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vtr_core.cli.collection import cmd_index, cmd_info, cmd_remove, cmd_search
+from vtr_core.cli.collection import cmd_index, cmd_info, cmd_remove, cmd_search, cmd_upgrade
 from vtr_core.cli.studies import cmd_bench
 from vtr_core.cli.training import cmd_accuracy, cmd_eval, cmd_report, cmd_train
 
@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vtr_core", description="Video-text retrieval explorer")
     sub = parser.add_subparsers(dest="command", required=True)
     for add_command in (_add_index, _add_search, _add_eval, _add_train, _add_report, _add_accuracy, _add_bench,
-                        _add_remove, _add_info):
+                        _add_remove, _add_upgrade, _add_info):
         add_command(sub)
     return parser
 
@@ -36,7 +36,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="index (or update) a folder of videos")
+    p = sub.add_parser("index", help="index (or update) a folder of videos; under torchrun, "
+                                        "one shard per process, merged into the index")
     p.add_argument("video_dir")
     _index_args(p, "auto")
     p.add_argument("--frames", type=int, default=None, help="frames sampled uniformly per video (default 12)")
@@ -162,6 +163,12 @@ def _add_remove(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video_ids", nargs="+")
     p.add_argument("--index", required=True)
     p.set_defaults(func=cmd_remove)
+
+
+def _add_upgrade(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("upgrade", help="convert an index of an older format in place")
+    p.add_argument("index")
+    p.set_defaults(func=cmd_upgrade)
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:

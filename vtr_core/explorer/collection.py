@@ -27,7 +27,7 @@ from vtr_core.backbones import Backbone
 from vtr_core.errors import VideoError, VtrError
 from vtr_core.explorer.corpus import CaptionCorpus, find_collection_captions, load_corpus
 from vtr_core.explorer.records import CollectionInfo
-from vtr_core.index import MANIFEST, VideoIndex
+from vtr_core.index import VideoIndex
 from vtr_core.indexing import IndexReport, index_folder, scan_videos
 from vtr_core.resources import bundled_dir
 from vtr_core.storage import atomic_write_json, cache_dir, file_sha256
@@ -65,7 +65,7 @@ class CollectionService:
         self._thumbs: dict[tuple, Image.Image] = {}
         self._index_dir = self._existing_copy() or self.source_dir
         self._index = self._open()
-        self._manifest_mtime = self._mtime()
+        self._generation = self._index.generation
         self.captions_path = Path(captions) if captions else find_collection_captions(
             self.source_dir, [self._index.video_path(r) for r in range(len(self._index))])
         self._corpus: CaptionCorpus | None = None
@@ -77,23 +77,17 @@ class CollectionService:
     def _open(self) -> VideoIndex:
         return VideoIndex.open(self._index_dir, backbone_id=self.backbone.id, embed_dim=self.backbone.embed_dim)
 
-    def _mtime(self) -> int:
-        try:
-            return (self._index_dir / MANIFEST).stat().st_mtime_ns
-        except OSError:
-            return 0
-
     @property
     def index(self) -> VideoIndex:
-        """The newest committed generation (re-read when the manifest changes, e.g. by the CLI)."""
-        if self._mtime() != self._manifest_mtime:
+        """The newest committed generation (re-read when a writer commits, e.g. the CLI's)."""
+        if self._index.catalogue.latest_generation() != self._generation:
             self.reload()
         return self._index
 
     def reload(self) -> None:
         with self._lock:
-            self._manifest_mtime = self._mtime()
             self._index = self._open()
+            self._generation = self._index.generation
 
     def row(self, index: VideoIndex, video_id: str) -> int:
         try:
@@ -114,8 +108,8 @@ class CollectionService:
 
     def thumbnail(self, index: VideoIndex, row: int) -> Image.Image:
         """The middle sampled frame of a clip (cached)."""
-        record = index.videos[row]
-        key = (str(index.directory), record.segment, record.row)
+        moment = index.moments[row]
+        key = (str(index.directory), moment.segment, moment.row)
         with self._lock:
             if key not in self._thumbs:
                 if len(self._thumbs) > MAX_THUMBNAILS:
@@ -158,9 +152,14 @@ class CollectionService:
             marker = json.loads((self.user_dir / "source.json").read_text())
         except (OSError, ValueError):
             return None
-        if marker.get("manifest_sha256") != file_sha256(self.source_dir / MANIFEST):
+        if marker.get("source") != self._source_identity():
             return None  # the bundled index was rebuilt since: start again from it
         return copy
+
+    def _source_identity(self) -> str:
+        """The bundled index's identity and generation: it changes when that index is rebuilt."""
+        source = VideoIndex.open(self.source_dir)
+        return f"{source.catalogue.uuid}/{source.generation}"
 
     def _writable_index(self) -> Path:
         """Where writes go: the index itself, or (read-only source) a copy made on first write."""
@@ -169,8 +168,8 @@ class CollectionService:
         copy = self.user_dir / "index"
         shutil.rmtree(copy, ignore_errors=True)  # a copy of an older bundled index
         self._index.copy_to(copy)
-        atomic_write_json(self.user_dir / "source.json", {"source": str(self.source_dir),
-                                                          "manifest_sha256": file_sha256(self.source_dir / MANIFEST)})
+        atomic_write_json(self.user_dir / "source.json", {"path": str(self.source_dir),
+                                                          "source": self._source_identity()})
         self._index_dir = copy
         self.reload()
         return copy
@@ -246,7 +245,7 @@ class CollectionService:
             raise VideoError(report.failed[0][1])
         index = self._index
         row = next(r for r in range(len(index)) if index.video_path(r) == str(target.resolve()))
-        return index.videos[row].video_id, report
+        return index.moments[row].video_id, report
 
     # -- what it holds -------------------------------------------------------------------------
     def info(self) -> CollectionInfo:

@@ -125,7 +125,7 @@ class QueryService:
         return TextToVideo(
             query=query, method=method, head_source=loaded.source, rerank_depth=searcher.rerank_top_k,
             hits=[ClipHit(h.rank, h.video_id, h.path, h.score, h.coarse_rank, h.coarse_score, h.reranked,
-                          self.collection.thumbnail(index, index.row_of(h.video_id))) for h in hits],
+                          self.collection.thumbnail(index, index.row_of_moment(h.moment_id))) for h in hits],
             timings=QueryTimings(1e3 * t.encode, 1e3 * t.coarse, 1e3 * t.rerank),
         )
 
@@ -149,7 +149,8 @@ class QueryService:
         index = self.collection.index
         if video in index:
             row = index.row_of(video)
-            return self._loaded(method).searcher.candidate_states([row]), video, self.collection.frames(index, row)
+            states = self._loaded(method).searcher.candidate_states([index.moments[row].moment_id])
+            return states, video, self.collection.frames(index, row)
         path = Path(video)
         if not path.is_file():
             raise VtrError(f"{video}: no such clip in the collection and no such file")
@@ -190,7 +191,7 @@ class QueryService:
         row = self.collection.row(index, video_id)
         head, _ = self.head(method)
         text = self.backbone.encode_text([query]).to(self.device)
-        video = self._loaded(method).searcher.candidate_states([row])
+        video = self._loaded(method).searcher.candidate_states([index.moments[row].moment_id])
         explanation = head.explain(head.text_state(text), video, text)
         grid = tuple(index.header.patch_grid) if index.header.store_patches and index.header.patch_grid else None
         if explanation.panel(PatchesPanel) is None and grid:
@@ -199,7 +200,7 @@ class QueryService:
             weights = torch.softmax(similarity / BACKBONE_PATCH_TEMPERATURE, -1).tolist()
             explanation.panels.append(PatchesPanel(weights, source="backbone"))
         return ExplainView(query, video_id, explanation, self.collection.frames(index, row),
-                           index.videos[row].frame_times_s, grid)
+                           index.moments[row].frame_times_s, grid)
 
     # -- the dual softmax over a query set -----------------------------------------------------
     def _dsl_rows(self, index: VideoIndex, method: str, queries: list[str] | None,
@@ -212,7 +213,7 @@ class QueryService:
                 raise QueryError(f"DSL revises a whole query set: give 2 to {MAX_DSL_QUERIES} queries, one per line")
             rows: list[int] = []
             for result in self._loaded(method).searcher.search(queries, top_k=3):
-                rows += [index.row_of(h.video_id) for h in result if index.row_of(h.video_id) not in rows]
+                rows += [index.row_of_moment(h.moment_id) for h in result if index.row_of_moment(h.moment_id) not in rows]
             return queries, rows[: 2 * MAX_DSL_QUERIES], None
         corpus = self.collection.corpus()
         pairs = [(v.video_id, corpus.captions_of(v.video_id)) for v in index.videos]
@@ -229,11 +230,11 @@ class QueryService:
         index = self.collection.index
         queries, rows, truth = self._dsl_rows(index, method, queries, count)
         query_states = text_states(head, self.backbone.encode_text(queries).to(self.device))
-        video = self._loaded(method).searcher.candidate_states(rows)
+        video = self._loaded(method).searcher.candidate_states([index.moments[r].moment_id for r in rows])
         before = all_pair_scores(head, query_states, video)
         after = dsl_revise(float(head.scale) * before, temperature)
         before, after = before.float().cpu().numpy(), after.float().cpu().numpy()
-        ids = [index.videos[r].video_id for r in rows]
+        ids = [index.moments[r].video_id for r in rows]
         changes = []
         for q, query in enumerate(queries):
             clip = truth[q] if truth else int(before[q].argmax())

@@ -1,85 +1,61 @@
-"""Reading one generation of an index: its records, memory-mapped feature segments, faiss file."""
+"""Reading one generation of an index: its catalogue rows, memory-mapped feature segments.
+
+A view is pinned to the generation it opened: a writer committing meanwhile changes nothing it
+sees. Opening reads the header and counts only; the moment and video records load on first use (a
+search never needs them all: it looks up the few moments it returns, `lookup`).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from vtr_core.contracts import check_backbone
 from vtr_core.errors import IndexFormatError, IndexMismatchError
-from vtr_core.index.manifest import (
-    MANIFEST,
-    faiss_module,
-    read_manifest,
-    write_manifest,
-)
-from vtr_core.index.records import IndexHeader, VideoRecord
+from vtr_core.index.catalogue import CATALOGUE, Catalogue, CommitBatch
+from vtr_core.index.legacy import is_v1_index, v1_message
+from vtr_core.index.records import IndexHeader, MomentRecord, VideoRecord
+from vtr_core.index.segments import SEGMENTS_DIR, Segment, gather, open_segment
 from vtr_core.storage import fsync_dir
 
 if TYPE_CHECKING:
     from vtr_core.index.writer import IndexWriter
 
-
-
-@dataclass
-class Segment:
-    """The arrays of one immutable segment folder, memory-mapped (patches and raw are optional)."""
-
-    coarse: np.ndarray
-    frames: np.ndarray
-    patches: np.ndarray | None
-    directory: Path = field(default_factory=Path)
-    raw: np.ndarray | None = None
-
-
-def gather(locations: list[tuple[str, int]], array_of: Callable[[str], np.ndarray]) -> np.ndarray:
-    """float32 [n, ...]: row `r` of segment `s`'s array for each (s, r), one fancy-index per segment."""
-    by_segment: dict[str, list[int]] = {}
-    for position, (segment, _) in enumerate(locations):
-        by_segment.setdefault(segment, []).append(position)
-    out = None
-    for segment, positions in by_segment.items():
-        picked = np.asarray(array_of(segment)[[locations[p][1] for p in positions]], dtype=np.float32)
-        if out is None:
-            out = np.empty((len(locations), *picked.shape[1:]), np.float32)
-        out[positions] = picked
-    return out
+EXACT_CHUNK = 65536  # rows scored at a time by the exact `search_coarse`
 
 
 class VideoIndex:
     """A read-only view of one generation of an index directory."""
 
-    def __init__(self, directory: Path, manifest: dict):
-        self.directory = directory
-        try:
-            self.generation: int = manifest["generation"]
-            self.header = IndexHeader(**manifest["header"])
-            self.videos = [VideoRecord(**v) for v in manifest["videos"]]
-            self.faiss_file: str = manifest["faiss"]
-        except (KeyError, TypeError) as exc:  # a damaged manifest, or one from another program
-            raise IndexFormatError(f"index {directory}: {MANIFEST} is damaged or from another program "
-                                   f"({type(exc).__name__}: {exc})") from None
-        self._row_of_id = {v.video_id: i for i, v in enumerate(self.videos)}
+    def __init__(self, directory: Path, catalogue: Catalogue, generation: int | None = None):
+        self.directory = Path(directory)
+        self.catalogue = catalogue
+        self.header: IndexHeader = catalogue.header
+        self.generation: int = catalogue.latest_generation() if generation is None else generation
+        self.num_videos, self.num_moments = catalogue.counts(self.generation)
         self._segments: dict[str, Segment] = {}
-        self._faiss = None
 
     # -- opening -------------------------------------------------------------------------------
     @staticmethod
     def exists(directory: str | os.PathLike) -> bool:
-        return (Path(directory) / MANIFEST).is_file()
+        return (Path(directory) / CATALOGUE).is_file()
 
     @classmethod
     def open(cls, directory: str | os.PathLike, backbone_id: str | None = None,
              embed_dim: int | None = None) -> "VideoIndex":
         """Read the newest generation; a `backbone_id` (and its `embed_dim`) other than the index's is an error."""
         directory = Path(directory)
-        index = cls(directory, read_manifest(directory))
+        if not directory.is_dir():
+            raise IndexFormatError(f"index {directory}: no such directory")
+        if not cls.exists(directory) and is_v1_index(directory):
+            raise IndexMismatchError(v1_message(directory))
+        index = cls(directory, Catalogue(directory))
         if backbone_id is not None or embed_dim is not None:
             check_backbone(index.header, f"index {directory}", backbone_id, embed_dim)
         return index
@@ -91,38 +67,83 @@ class VideoIndex:
 
         return open_writer(directory, header)
 
-    # -- reading -------------------------------------------------------------------------------
+    # -- records ---------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.videos)
+        """Moments in this generation (a row is a moment)."""
+        return self.num_moments
+
+    @cached_property
+    def moments(self) -> list[MomentRecord]:
+        """Every moment, in row order (loaded on first use)."""
+        return self.catalogue.moments(self.generation)
+
+    @cached_property
+    def videos(self) -> list[VideoRecord]:
+        """Every video record, oldest first (loaded on first use)."""
+        return self.catalogue.videos(self.generation)
+
+    @cached_property
+    def _video_by_id(self) -> dict[str, VideoRecord]:
+        return {v.video_id: v for v in self.videos}
+
+    @cached_property
+    def _rows_by_video(self) -> dict[str, list[int]]:
+        rows: dict[str, list[int]] = {}
+        for row, moment in enumerate(self.moments):
+            rows.setdefault(moment.video_id, []).append(row)
+        return rows
+
+    @cached_property
+    def _row_by_moment(self) -> dict[int, int]:
+        return {m.moment_id: row for row, m in enumerate(self.moments)}
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self._row_of_id
+        return video_id in self._video_by_id
+
+    def video(self, video_id: str) -> VideoRecord:
+        if video_id not in self._video_by_id:
+            raise KeyError(f"no video {video_id!r} in index {self.directory}")
+        return self._video_by_id[video_id]
+
+    def rows_of(self, video_id: str) -> list[int]:
+        """Rows of a video's moments, in time order."""
+        self.video(video_id)
+        return self._rows_by_video.get(video_id, [])
 
     def row_of(self, video_id: str) -> int:
-        if video_id not in self._row_of_id:
-            raise KeyError(f"no video {video_id!r} in index {self.directory}")
-        return self._row_of_id[video_id]
+        """Row of a video's first moment."""
+        return self.rows_of(video_id)[0]
 
-    @property
+    def row_of_moment(self, moment_id: int) -> int:
+        if moment_id not in self._row_by_moment:
+            raise KeyError(f"no moment {moment_id} in index {self.directory}")
+        return self._row_by_moment[moment_id]
+
+    def lookup(self, moment_ids: Iterable[int]) -> dict[int, tuple[MomentRecord, str]]:
+        """(moment, absolute path of its video) by moment id, without loading every record."""
+        return {i: (m, self.absolute(path)) for i, (m, path) in self.catalogue.lookup(list(moment_ids)).items()}
+
+    def absolute(self, stored_path: str) -> str:
+        """Records store paths relative to the index directory: the path as it is now."""
+        return os.path.normpath(os.path.join(self.directory.resolve(), stored_path))
+
+    def video_path(self, row: int) -> str:
+        """Absolute path of the video a row's moment comes from."""
+        return self.absolute(self.video(self.moments[row].video_id).path)
+
+    # -- features ------------------------------------------------------------------------------
+    @cached_property
     def segment_names(self) -> list[str]:
-        """The segments this generation reads, in order of first use."""
-        return list(dict.fromkeys(v.segment for v in self.videos))
+        """The segments this generation reads, oldest first."""
+        return [name for name, _, _ in self.catalogue.segments(self.generation)]
 
     def segment(self, name: str) -> Segment:
         """A segment's arrays, mapped once per view."""
         if name not in self._segments:
-            folder = self.directory / "segments" / name
             try:
-                optional = {part: folder / f"{part}.npy" for part in ("patches", "raw")}
-                self._segments[name] = Segment(
-                    coarse=np.load(folder / "coarse.npy", mmap_mode="r"),
-                    frames=np.load(folder / "frames.npy", mmap_mode="r"),
-                    patches=np.load(optional["patches"], mmap_mode="r") if optional["patches"].exists() else None,
-                    raw=np.load(optional["raw"], mmap_mode="r") if optional["raw"].exists() else None,
-                    directory=folder,
-                )
-            except (OSError, ValueError) as exc:
-                raise IndexFormatError(f"index {self.directory}: segment {name} is unreadable ({exc})") from None
+                self._segments[name] = open_segment(self.directory / SEGMENTS_DIR / name)
+            except IndexFormatError as exc:
+                raise IndexFormatError(f"index {self.directory}: {exc}") from None
         return self._segments[name]
 
     def _empty(self, part: str) -> np.ndarray:
@@ -133,7 +154,7 @@ class VideoIndex:
 
     def locations(self, rows: Iterable[int]) -> list[tuple[str, int]]:
         """(segment, row in the segment) of each row of this generation."""
-        return [(self.videos[row].segment, self.videos[row].row) for row in rows]
+        return [(self.moments[row].segment, self.moments[row].row) for row in rows]
 
     def _gather(self, rows: Iterable[int] | None, part: str) -> np.ndarray:
         rows = list(range(len(self)) if rows is None else rows)
@@ -162,30 +183,15 @@ class VideoIndex:
         """[n, T, R] per-frame raw features, or None when the index stores none."""
         return self._gather(rows, "raw") if self.header.raw_dim else None
 
-    def video_path(self, row: int) -> str:
-        """Absolute path of a video; records store paths relative to the index directory."""
-        return os.path.normpath(os.path.join(self.directory.resolve(), self.videos[row].path))
-
     def frame_strip_jpeg(self, row: int) -> bytes:
-        record = self.videos[row]
-        return (self.directory / "segments" / record.segment / "strips" / f"{record.row}.jpg").read_bytes()
-
-    @property
-    def faiss_index(self):
-        if self._faiss is None:
-            path = self.directory / "faiss" / self.faiss_file
-            try:
-                self._faiss = faiss_module().deserialize_index(np.fromfile(path, dtype=np.uint8))
-            except Exception as exc:
-                raise IndexFormatError(f"index {self.directory}: cannot read {path.name} ({exc})") from None
-            if self._faiss.ntotal != len(self):
-                raise IndexFormatError(
-                    f"index {self.directory}: faiss holds {self._faiss.ntotal} vectors, manifest {len(self)}"
-                )
-        return self._faiss
+        moment = self.moments[row]
+        return self.segment(moment.segment).strip_jpeg(moment.row)
 
     def search_coarse(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inner-product top-k over the coarse vectors: (scores [Q, k], rows [Q, k])."""
+        """Exact inner-product top-k over the stored coarse vectors: (scores [Q, k], rows [Q, k]).
+
+        A reference scan (memory: Q x EXACT_CHUNK scores at a time); search goes through a head's
+        stage-1 structure (vtr_core.retrieval.search)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.header.embed_dim:
             raise IndexMismatchError(
@@ -194,8 +200,10 @@ class VideoIndex:
         top_k = min(top_k, len(self))
         if top_k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        scores, rows = self.faiss_index.search(queries, top_k)
-        return scores, rows
+        scores = np.concatenate([queries @ self.coarse_vectors(range(s, min(len(self), s + EXACT_CHUNK))).T
+                                 for s in range(0, len(self), EXACT_CHUNK)], axis=1)
+        rows = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+        return np.take_along_axis(scores, rows, axis=1), rows
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
@@ -203,7 +211,8 @@ class VideoIndex:
     def describe(self) -> dict:
         return {
             "directory": str(self.directory),
-            "videos": len(self),
+            "videos": self.num_videos,
+            "moments": self.num_moments,
             "generation": self.generation,
             "backbone": self.header.backbone_spec,
             "backbone_id": self.header.backbone_id,
@@ -211,6 +220,7 @@ class VideoIndex:
             "embed_dim": self.header.embed_dim,
             "patches_per_frame": self.header.num_patches,
             "faiss": self.header.faiss_factory,
+            "segments": len(self.segment_names),
             "disk_bytes": self.disk_bytes(),
         }
 
@@ -228,13 +238,18 @@ class VideoIndex:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.copy-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "faiss").mkdir(parents=True)
-        for name in sorted({v.segment for v in self.videos}):
-            shutil.copytree(self.directory / "segments" / name, tmp / "segments" / name)
-        shutil.copy2(self.directory / "faiss" / self.faiss_file, tmp / "faiss" / self.faiss_file)
-        moved = [replace(v, path=os.path.relpath(self.video_path(row), target.resolve()))
-                 for row, v in enumerate(self.videos)]
-        write_manifest(tmp, self.generation, self.header, moved, self.faiss_file)
+        (tmp / SEGMENTS_DIR).mkdir(parents=True)
+        segments = self.catalogue.segments(self.generation)
+        for name, _, _ in segments:
+            shutil.copytree(self.directory / SEGMENTS_DIR / name, tmp / SEGMENTS_DIR / name)
+        Catalogue.create(tmp, self.header)
+        copy = Catalogue(tmp, writable=True)
+        relative = {v.video_id: os.path.relpath(self.absolute(v.path), target.resolve()) for v in self.videos}
+        copy.commit(CommitBatch(
+            generation=1, new_segments=[(name, rows, None) for name, rows, _ in segments],
+            videos=[VideoRecord(**{**v.__dict__, "path": relative[v.video_id]}) for v in self.videos],
+            moments=self.moments))
+        copy.close()
         os.rename(tmp, target)
         fsync_dir(target.parent)
         return VideoIndex.open(target)

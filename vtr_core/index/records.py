@@ -1,16 +1,16 @@
-"""The records an index stores: one per video, the header every vector depends on, and what the
-indexer hands over for one video."""
+"""The records an index stores: a video file, the moments cut from it, the header every vector
+depends on, and what the indexer hands over for one video."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 
 @dataclass
 class VideoRecord:
-    """One indexed video: where it came from, what it is, where its features are stored."""
+    """One indexed file: where it came from and what it is (its moments hold the features)."""
 
     video_id: str
     path: str  # relative to the index directory, so an index and its videos can move together
@@ -22,9 +22,22 @@ class VideoRecord:
     num_source_frames: int
     width: int
     height: int
+
+
+@dataclass
+class MomentRecord:
+    """The unit of retrieval: a time range of a video, its T sampled frames, where its features are.
+
+    `moment_id` is stable for the moment's life in the index (search structures are keyed by it);
+    a row number is only a position in one generation's moment order."""
+
+    video_id: str
+    start_s: float
+    end_s: float
     frame_times_s: list[float]
     segment: str = ""
-    row: int = -1
+    row: int = -1  # row in the segment's arrays
+    moment_id: int = -1
 
 
 @dataclass
@@ -46,12 +59,31 @@ class IndexHeader:
 
 
 @dataclass
-class VideoFeatures:
-    """Everything the indexer stores for one video (input to `IndexWriter.add`)."""
+class MomentFeatures:
+    """What the index stores for one moment."""
 
-    record: VideoRecord
+    start_s: float
+    end_s: float
+    frame_times_s: list[float]
     coarse: np.ndarray  # [D] float32
     frames: np.ndarray  # [T, D]
-    patches: np.ndarray | None  # [T, P, D]
+    patches: np.ndarray | None = None  # [T, P, D]
     strip_jpeg: bytes = b""
     raw: np.ndarray | None = None  # [T, R]
+
+
+@dataclass
+class VideoFeatures:
+    """Everything the indexer stores for one video (input to `IndexWriter.add`): its record and its
+    moments (one covering the whole file, until long videos are cut into several)."""
+
+    record: VideoRecord
+    moments: list[MomentFeatures] = field(default_factory=list)
+
+    @classmethod
+    def whole(cls, record: VideoRecord, frame_times_s: list[float], coarse: np.ndarray, frames: np.ndarray,
+              patches: np.ndarray | None = None, strip_jpeg: bytes = b"", raw: np.ndarray | None = None
+              ) -> "VideoFeatures":
+        """A video stored as one moment from 0 to its duration."""
+        return cls(record, [MomentFeatures(0.0, record.duration_s, list(frame_times_s), coarse, frames, patches,
+                                           strip_jpeg, raw)])

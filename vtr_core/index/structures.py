@@ -240,8 +240,9 @@ def _training_sample(vectors: np.ndarray, index) -> np.ndarray:
     return vectors[rows]
 
 
-def build_structure(vectors: np.ndarray, plan: StructurePlan):
-    """A filled inner-product faiss index for `plan`, trained on a bounded sample, parameters set.
+def trained_empty(vectors: np.ndarray, plan: StructurePlan):
+    """An empty inner-product faiss index for `plan`, trained on a bounded sample of the vectors, its
+    search parameters set: vectors are added after (with ids, or not).
 
     With `plan.refine` the base index is wrapped in IndexRefineFlat (which stores every float vector
     again, see `plan.memory_bytes`) and returns exact inner products for k * shortlist_factor candidates.
@@ -265,8 +266,6 @@ def build_structure(vectors: np.ndarray, plan: StructurePlan):
         except RuntimeError as exc:
             raise VtrError(f"cannot train faiss structure {plan.factory!r} on {len(sample):,} vectors "
                            f"({_reason(exc)})", setting="faiss_factory") from None
-    if len(vectors):
-        index.add(vectors)
     space = faiss.ParameterSpace()
     for name, value in plan.search_params.items():
         try:
@@ -275,6 +274,27 @@ def build_structure(vectors: np.ndarray, plan: StructurePlan):
             raise VtrError(f"faiss structure {plan.factory!r} has no search parameter {name!r}",
                            setting="faiss_factory") from None
     return index
+
+
+def build_structure(vectors: np.ndarray, plan: StructurePlan):
+    """A filled inner-product faiss index for `plan` (`trained_empty`, then every vector added)."""
+    index = trained_empty(vectors, plan)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+AUTO = "auto"  # the faiss factory that lets the collection's size choose
+
+
+def build_faiss(vectors: np.ndarray, factory: str = AUTO):
+    """Inner-product faiss index of the vectors: the structure `auto` chooses for their count, or the
+    one a factory string names ("Flat", "HNSW32", "IVF256,PQ32", ...)."""
+    plan = choose_structure(len(vectors), vectors.shape[1], override=None if factory == AUTO else factory)
+    if not len(vectors):  # nothing to train on yet
+        faiss = _faiss()
+        return faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
+    return build_structure(np.ascontiguousarray(vectors, dtype=np.float32), plan)
 
 
 def search_structure(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

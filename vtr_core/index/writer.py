@@ -1,79 +1,107 @@
 """Writing an index: one writer at a time (a file lock), additions and removals buffered until
 `commit` publishes them as a new generation.
 
-A commit writes a new segment (to a temporary name, then renamed), then the faiss file, then the
-manifest (temp + fsync + rename). The manifest is the only thing that makes work visible, so a
-process killed at any point leaves the previous generation whole and readable; stray files of an
-unfinished commit are swept by the next writer.
+A commit writes one new segment folder (temporary name, fsync, rename), then applies one catalogue
+transaction: the transaction alone makes the commit visible, so a process killed at any point
+leaves the previous generation whole; a segment no catalogue row names is swept by the next writer.
+Its cost depends on the batch, not on the index: no file of the whole index is rewritten. Small
+segments are merged in the background (vtr_core.index.merging); segments whose live rows fall
+below COMPACT_BELOW are rewritten at the next commit that removes something.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import shutil
-import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from vtr_core.contracts import check_header
 from vtr_core.errors import IndexFormatError, IndexMismatchError
-from vtr_core.index.head_store import sweep_head_stores
-from vtr_core.index.manifest import MANIFEST, faiss_module, write_faiss, write_manifest
-from vtr_core.index.reader import VideoIndex
-from vtr_core.index.records import IndexHeader, VideoFeatures, VideoRecord
-from vtr_core.storage import (
-    atomic_save_npy,
-    fsync_dir,
-    remove_stale_temps,
-    stale_temps,
-    write_synced,
+from vtr_core.index.catalogue import CATALOGUE, Catalogue, CommitBatch
+from vtr_core.index.head_store import HEADS_DIR, sweep_head_stores
+from vtr_core.index.legacy import (
+    FAISS_V1,
+    MANIFEST_V1,
+    convert_v1,
+    is_v1_index,
+    remove_v1_leftovers,
+    v1_header,
 )
+from vtr_core.index.merging import BackgroundMerge, plan_merge
+from vtr_core.index.reader import VideoIndex
+from vtr_core.index.records import IndexHeader, MomentFeatures, MomentRecord, VideoFeatures, VideoRecord
+from vtr_core.index.segments import SEGMENTS_DIR, link_segment, new_name, write_segment
+from vtr_core.storage import remove_stale_temps
 
-# A segment whose live share of rows falls below this is rewritten at the next commit.
+# A segment whose live share of rows falls below this is rewritten at the next commit that removes.
 COMPACT_BELOW = 0.5
+KNOWN_FILES = {".lock", CATALOGUE, f"{CATALOGUE}-wal", f"{CATALOGUE}-shm", SEGMENTS_DIR, HEADS_DIR,
+               MANIFEST_V1, FAISS_V1}
 
 
 @contextmanager
-def open_writer(directory: str | os.PathLike, header: IndexHeader) -> Iterator["IndexWriter"]:
-    """Open (or create) an index for writing under an exclusive lock."""
+def open_writer(directory: str | os.PathLike, header: IndexHeader, merge: bool = True) -> Iterator["IndexWriter"]:
+    """Open (or create) an index for writing under an exclusive lock; a format-1 index is converted."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise IndexFormatError(f"index {directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    leftovers = {".lock", "faiss", "heads", "segments"} | {p.name for p in stale_temps(directory / MANIFEST)}
-    if not VideoIndex.exists(directory) and any(p.name not in leftovers for p in directory.iterdir()):
-        raise IndexFormatError(f"index {directory}: directory is not empty and holds no {MANIFEST}")
+    strays = [p for p in directory.iterdir() if p.name not in KNOWN_FILES and not p.name.startswith(f".{CATALOGUE}")]
+    if not VideoIndex.exists(directory) and not is_v1_index(directory) and strays:
+        raise IndexFormatError(f"index {directory}: directory is not empty and holds no {CATALOGUE}")
     with open(directory / ".lock", "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IndexFormatError(f"index {directory} is being written by another process") from None
         if not VideoIndex.exists(directory):
-            empty = np.zeros((0, header.embed_dim), np.float32)
-            write_manifest(directory, 0, header, [], write_faiss(directory, 0, empty, header.faiss_factory))
-        index = VideoIndex.open(directory)
-        check_header(index.header, f"index {directory}", header)
-        writer = IndexWriter(index)
-        writer.sweep()
-        yield writer
-        fcntl.flock(lock, fcntl.LOCK_UN)
+            if is_v1_index(directory):
+                convert_v1(directory)
+            else:
+                Catalogue.create(directory, header)
+        writer = IndexWriter(directory, Catalogue(directory, writable=True), merge=merge)
+        try:
+            check_header(writer.header, f"index {directory}", header)
+            writer.catalogue.purge(before=writer.index.generation + 1)  # the last writer's readers are gone
+            writer.sweep()
+            writer.start_merge()  # merges a killed writer left undone
+            yield writer
+            writer.finish()
+        finally:
+            writer.close()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def upgrade_index(directory: str | os.PathLike) -> bool:
+    """Convert a format-1 index in place (under the writer's lock); whether there was one to convert."""
+    directory = Path(directory)
+    if VideoIndex.exists(directory) or not is_v1_index(directory):
+        return False
+    with open_writer(directory, v1_header(directory)):
+        pass
+    return True
 
 
 class IndexWriter:
     """Buffers additions and removals; `commit` makes them durable and visible at once."""
 
-    def __init__(self, index: VideoIndex):
-        self.index = index
-        self.directory = index.directory
-        self.header = index.header
+    def __init__(self, directory: Path, catalogue: Catalogue, merge: bool = True):
+        self.directory = directory
+        self.catalogue = catalogue
+        self.header = catalogue.header
+        # views this writer hands out outlive it: they read through a connection of their own
+        self._reader = Catalogue(directory, immutable=False)
+        self.index = VideoIndex(directory, self._reader)
+        self.merge_enabled = merge
+        self._merge: BackgroundMerge | None = None
         self._pending: dict[str, VideoFeatures] = {}
         self._removed: set[str] = set()
         self._touched: dict[str, int] = {}
+        self._adopted: list[tuple[VideoIndex, dict[str, str]]] = []
 
     @property
     def videos(self) -> list[VideoRecord]:
@@ -81,19 +109,41 @@ class IndexWriter:
 
     def add(self, item: VideoFeatures) -> None:
         T, D = self.header.num_frames, self.header.embed_dim
-        if item.frames.shape != (T, D) or item.coarse.shape != (D,):
-            raise IndexMismatchError(
-                f"{item.record.path}: features of shape {item.frames.shape} do not fit index ({T}, {D})"
-            )
-        if self.header.store_patches and (item.patches is None or item.patches.shape != (T, self.header.num_patches, D)):
-            raise IndexMismatchError(f"{item.record.path}: patch tokens missing or of the wrong shape")
-        if self.header.raw_dim and (item.raw is None or item.raw.shape != (T, self.header.raw_dim)):
-            raise IndexMismatchError(f"{item.record.path}: raw features missing or of the wrong shape")
+        if not item.moments:
+            raise IndexMismatchError(f"{item.record.path}: no moments to store")
+        for moment in item.moments:
+            self._check(item.record.path, moment, T, D)
         self._pending[item.record.video_id] = item
         self._removed.discard(item.record.video_id)
 
+    def _check(self, path: str, m: MomentFeatures, T: int, D: int) -> None:
+        if m.frames.shape != (T, D) or m.coarse.shape != (D,):
+            raise IndexMismatchError(f"{path}: features of shape {m.frames.shape} do not fit index ({T}, {D})")
+        if self.header.store_patches and (m.patches is None or m.patches.shape != (T, self.header.num_patches, D)):
+            raise IndexMismatchError(f"{path}: patch tokens missing or of the wrong shape")
+        if self.header.raw_dim and (m.raw is None or m.raw.shape != (T, self.header.raw_dim)):
+            raise IndexMismatchError(f"{path}: raw features missing or of the wrong shape")
+        if len(m.frame_times_s) != T or not m.end_s >= m.start_s:
+            raise IndexMismatchError(f"{path}: a moment needs {T} frame times and end >= start")
+
+    def adopt(self, source: VideoIndex) -> int:
+        """Stage every video of another index with the same header (a shard built elsewhere) for the
+        next commit: its segments are linked (copied across file systems) under new names, so the
+        commit costs the catalogue rows, not the features. Returns how many videos were staged."""
+        check_header(self.header, f"index {source.directory}", source.header)
+        names = {}
+        for name in source.segment_names:
+            names[name] = new_name(self.index.generation + 1)
+            link_segment(source.directory / SEGMENTS_DIR / name, self.directory / SEGMENTS_DIR / names[name])
+        self._adopted.append((source, names))
+        for video in source.videos:
+            self._pending.pop(video.video_id, None)
+            self._removed.discard(video.video_id)
+        return source.num_videos
+
     def remove(self, video_id: str) -> None:
-        self.index.row_of(video_id)  # raises KeyError naming the index
+        if not self.catalogue.current([video_id]):
+            raise KeyError(f"no video {video_id!r} in index {self.directory}")
         self._removed.add(video_id)
         self._pending.pop(video_id, None)
 
@@ -108,105 +158,120 @@ class IndexWriter:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._pending or self._removed or self._touched)
+        return bool(self._pending or self._removed or self._touched or self._adopted)
 
-    def _compaction_candidates(self, kept: list[VideoRecord]) -> set[str]:
-        live: dict[str, int] = {}
-        for record in kept:
-            live[record.segment] = live.get(record.segment, 0) + 1
-        sparse = set()
-        for name in {v.segment for v in self.index.videos}:
-            total = len(self.index.segment(name).coarse)
-            if live.get(name, 0) < COMPACT_BELOW * total:
-                sparse.add(name)
-        return sparse
-
+    # -- committing ------------------------------------------------------------------------------
     def commit(self) -> VideoIndex:
-        if not self.dirty:
+        merged = self._merge.done() if self._merge is not None else False
+        if not self.dirty and not merged:
             return self.index
         old = self.index
-        generation = old.generation + 1
-        replaced = set(self._pending) | self._removed
-        kept = [
-            dataclasses.replace(v, mtime_ns=self._touched.get(v.video_id, v.mtime_ns))
-            for v in old.videos
-            if v.video_id not in replaced
-        ]
-        additions = list(self._pending.values())
+        batch = CommitBatch(generation=old.generation + 1, touched=dict(self._touched))
+        adopted = {v.video_id for source, _ in self._adopted for v in source.videos}
+        batch.removed_videos = sorted(self.catalogue.current(set(self._pending) | self._removed | adopted))
+        new_moments: list[tuple[MomentRecord, MomentFeatures]] = []
+        for item in self._pending.values():
+            batch.videos.append(item.record)
+            new_moments += [(MomentRecord(item.record.video_id, m.start_s, m.end_s, m.frame_times_s), m)
+                            for m in item.moments]
+        busy = self._merge.names if self._merge is not None else set()
+        if batch.removed_videos:
+            self._compact(old, batch, busy)
+        if new_moments:
+            name = new_name(batch.generation)
+            write_segment(self.directory / SEGMENTS_DIR, name, self.header, [m for _, m in new_moments])
+            batch.new_segments.append((name, len(new_moments), None))
+            for row, (record, _) in enumerate(new_moments):
+                record.segment, record.row = name, row
+                batch.moments.append(record)
+        for source, names in self._adopted:
+            batch.videos += source.videos
+            batch.moments += [replace(m, segment=names[m.segment]) for m in source.moments]
+            segments = source.catalogue.segments(source.generation)
+            batch.new_segments += [(names[n], rows, None) for n, rows, _ in segments]
+        if merged:
+            self._publish_merge(batch)
+        self.catalogue.commit(batch)
+        self.catalogue.purge(before=batch.generation)
+        self.index = VideoIndex(self.directory, self._reader, batch.generation)
+        self._clear()
+        self.sweep()
+        self.start_merge()
+        return self.index
 
-        # Rows of nearly empty segments move into the new segment, so removals free disk space.
-        sparse = self._compaction_candidates(kept) if self._removed or any(v in old for v in self._pending) else set()
-        moved = [v for v in kept if v.segment in sparse]
-        if moved:
-            kept = [v for v in kept if v.segment not in sparse]
-            additions = [self._reload(old, record) for record in moved] + additions
-
-        new_records = self._write_segment(generation, additions) if additions else []
-        videos = kept + new_records
-        only_appended = len(kept) == len(old.videos)
-        if only_appended and new_records:
-            faiss_file = write_faiss(self.directory, generation, np.stack([a.coarse for a in additions]),
-                                      self.header.faiss_factory, base=faiss_module().clone_index(old.faiss_index))
-        else:
-            vectors = np.concatenate([old.coarse_vectors([old.row_of(v.video_id) for v in kept]),
-                                      np.stack([a.coarse for a in additions]) if additions else
-                                      np.zeros((0, self.header.embed_dim), np.float32)])
-            faiss_file = write_faiss(self.directory, generation, vectors, self.header.faiss_factory)
-        write_manifest(self.directory, generation, self.header, videos, faiss_file)
-
-        self.index = VideoIndex.open(self.directory)
+    def _clear(self) -> None:
         self._pending.clear()
         self._removed.clear()
         self._touched.clear()
-        self.sweep()
-        return self.index
+        self._adopted.clear()
 
-    def _reload(self, old: VideoIndex, record: VideoRecord) -> VideoFeatures:
-        row = old.row_of(record.video_id)
-        return VideoFeatures(
-            record=record,
-            coarse=old.coarse_vectors([row])[0],
-            frames=old.frame_features([row])[0],
-            patches=old.patch_tokens([row])[0] if self.header.store_patches else None,
-            strip_jpeg=old.frame_strip_jpeg(row),
-            raw=old.raw_features([row])[0] if self.header.raw_dim else None,
-        )
+    def _compact(self, old: VideoIndex, batch: CommitBatch, busy: set[str]) -> None:
+        """Rows of nearly empty segments move into a segment of their own, so removals free disk."""
+        live = self.catalogue.live_rows_by_segment(old.generation)
+        for moment in self.catalogue.moments_of(batch.removed_videos):
+            live[moment.segment] = live.get(moment.segment, 0) - 1
+        sparse = [name for name, rows, _ in self.catalogue.segments(old.generation)
+                  if name not in busy and live.get(name, 0) < COMPACT_BELOW * rows]
+        if not sparse:
+            return
+        gone = set(batch.removed_videos)
+        moving = [m for m in self.catalogue.live_moments_in(sparse, old.generation) if m.video_id not in gone]
+        batch.dropped_segments += sparse
+        if moving:
+            name = new_name(batch.generation)
+            write_segment(self.directory / SEGMENTS_DIR, name, self.header, [self._reload(old, m) for m in moving])
+            batch.new_segments.append((name, len(moving), None))
+            batch.moved += [(m.moment_id, name, row) for row, m in enumerate(moving)]
 
-    def _write_segment(self, generation: int, items: list[VideoFeatures]) -> list[VideoRecord]:
-        name = f"seg-{generation:06d}-{uuid.uuid4().hex[:6]}"
-        root = self.directory / "segments"
-        tmp = root / f".tmp-{name}"
-        (tmp / "strips").mkdir(parents=True)
-        atomic_save_npy(tmp / "coarse.npy", np.stack([i.coarse for i in items]).astype(np.float32))
-        atomic_save_npy(tmp / "frames.npy", np.stack([i.frames for i in items]).astype(np.float16, copy=False))
-        if self.header.store_patches:
-            atomic_save_npy(tmp / "patches.npy", np.stack([i.patches for i in items]).astype(np.float16, copy=False))
-        if self.header.raw_dim:
-            atomic_save_npy(tmp / "raw.npy", np.stack([i.raw for i in items]).astype(np.float16, copy=False))
-        for row, item in enumerate(items):
-            write_synced(tmp / "strips" / f"{row}.jpg", item.strip_jpeg)
-        fsync_dir(tmp / "strips")
-        fsync_dir(tmp)
-        os.rename(tmp, root / name)
-        fsync_dir(root)
-        return [dataclasses.replace(item.record, segment=name, row=row) for row, item in enumerate(items)]
+    def _reload(self, old: VideoIndex, moment: MomentRecord) -> MomentFeatures:
+        segment = old.segment(moment.segment)
+        row = moment.row
+
+        def part(array):
+            return None if array is None else array[row]
+
+        return MomentFeatures(moment.start_s, moment.end_s, moment.frame_times_s, segment.coarse[row],
+                              segment.frames[row], part(segment.patches), segment.strip_jpeg(row), part(segment.raw))
+
+    def start_merge(self) -> None:
+        """Merge the oldest segments of a full tier in the background, if one is full and none runs."""
+        if not self.merge_enabled or self._merge is not None:
+            return
+        picked = plan_merge([(n, r) for n, r, _ in self.catalogue.segments(self.index.generation)])
+        if picked:
+            self._merge = BackgroundMerge(self.directory, picked, self.index.generation + 1)
+
+    def _publish_merge(self, batch: CommitBatch) -> None:
+        merge, self._merge = self._merge, None
+        result = merge.result()
+        batch.new_segments.append((result.name, result.rows, result.merged_from))
+        batch.relocated += [(source, result.name, offset) for source, offset in zip(result.sources, result.offsets)]
+        batch.dropped_segments += result.sources
+
+    def finish(self) -> None:
+        """Publish the merges still running (waiting for them); what was never committed is dropped."""
+        self._clear()
+        while self._merge is not None:
+            self._merge.wait()
+            self.commit()
+
+    def close(self) -> None:
+        """Release the catalogue; an unpublished merge is abandoned (swept by the next writer)."""
+        if self._merge is not None:
+            self._merge.wait()
+            self._merge = None
+        self.catalogue.close()
 
     def sweep(self) -> None:
-        """Delete what no manifest refers to: unfinished commits, dead segments and their head
-        stores, old faiss files, manifest temporaries of writers killed mid-write."""
-        remove_stale_temps(self.directory / MANIFEST)
-        live_segments = {v.segment for v in self.index.videos}
-        segments = self.directory / "segments"
-        if segments.is_dir():
-            for child in segments.iterdir():
-                if child.name not in live_segments:
-                    shutil.rmtree(child, ignore_errors=True)
-        sweep_head_stores(self.directory, live_segments)
-        faiss_dir = self.directory / "faiss"
-        if faiss_dir.is_dir():
-            # keep the previous generation too: a reader that has just read the old manifest
-            # may be about to open its faiss file
-            keep = {self.index.faiss_file, f"coarse-{self.index.generation - 1:06d}.faiss"}
-            for child in faiss_dir.iterdir():
-                if child.name not in keep:
-                    child.unlink(missing_ok=True)
+        """Delete what no catalogue row refers to: unfinished commits and merges, dropped segments
+        and their head stores, what format 1 left, temporaries of writers killed mid-write."""
+        remove_stale_temps(self.directory / CATALOGUE)
+        remove_v1_leftovers(self.directory)
+        keep = self.catalogue.known_segments() | (self._merge.names if self._merge is not None else set())
+        segments = self.directory / SEGMENTS_DIR
+        for child in segments.iterdir() if segments.is_dir() else ():
+            if child.name not in keep and not (self._merge and child.name.endswith(self._merge.planned.name)):
+                shutil.rmtree(child, ignore_errors=True)
+        sweep_head_stores(self.directory, keep, self.catalogue.merged_sources())
+        for staging in self.directory.glob(f".{CATALOGUE}.v1-*"):  # a format-1 conversion killed midway
+            shutil.rmtree(staging, ignore_errors=True)

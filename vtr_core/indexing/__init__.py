@@ -1,4 +1,5 @@
-"""Building an index from a folder of videos: scan and plan, decode in workers, encode, commit.
+"""Building an index from a folder of videos: scan and plan, decode in workers, encode, commit;
+or, under torchrun, a shard per process merged into one index (`sharded`).
 
 The names are resolved on first use (PEP 562) rather than imported here: the decode worker
 processes import vtr_core.indexing.workers, and through it this package, and must not pay for
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
         remove_videos,
     )
     from vtr_core.indexing.scan import scan_videos
+    from vtr_core.indexing.sharded import index_folder_sharded, merge_shards, shard_of, torchrun_job, torchrun_world
     from vtr_core.indexing.workers import decode_ahead, default_decode_workers
 
 _HOMES = {
@@ -28,6 +30,11 @@ _HOMES = {
     "index_folder": "indexer",
     "remove_videos": "indexer",
     "scan_videos": "scan",
+    "index_folder_sharded": "sharded",
+    "merge_shards": "sharded",
+    "shard_of": "sharded",
+    "torchrun_job": "sharded",
+    "torchrun_world": "sharded",
     "decode_ahead": "workers",
     "default_decode_workers": "workers",
 }
@@ -39,8 +46,13 @@ __all__ = [
     "default_decode_workers",
     "encode_clips",
     "index_folder",
+    "index_folder_sharded",
+    "merge_shards",
     "remove_videos",
     "scan_videos",
+    "shard_of",
+    "torchrun_job",
+    "torchrun_world",
 ]
 
 

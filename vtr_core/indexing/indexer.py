@@ -22,7 +22,7 @@ import torch
 from vtr_core.backbones import Backbone
 from vtr_core.backbones.base import FrameFeatures
 from vtr_core.errors import VtrError
-from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord, upgrade_index
 from vtr_core.indexing.scan import IndexPlan, plan_index, scan_videos
 from vtr_core.indexing.workers import DecodedVideo, decode_ahead, default_decode_workers
 from vtr_core.methods import meanp
@@ -44,6 +44,7 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)  # symlinks to a file this run already saw: indexed once
+    touched: dict[str, int] = field(default_factory=dict)  # video id -> new mtime_ns: same content, not re-encoded
     seconds: float = 0.0
     frames_encoded: int = 0
     # where the wall time went, in the main thread: waiting for decoded videos (decode-bound when
@@ -92,7 +93,7 @@ def encode_clips(backbone: Backbone, clips: list[np.ndarray], patch_dtype: torch
     return FrameFeatures(frame=joined("frame"), patches=joined("patches"), raw=joined("raw"))
 
 
-def _header(backbone: Backbone, num_frames: int, store_patches: bool, faiss_factory: str) -> IndexHeader:
+def index_header(backbone: Backbone, num_frames: int, store_patches: bool, faiss_factory: str) -> IndexHeader:
     """What the index records of the backbone and the settings its features were made with."""
     return IndexHeader(
         backbone_spec=backbone.spec,
@@ -128,7 +129,6 @@ def _video_record(decoded: DecodedVideo, path: str) -> VideoRecord:
         num_source_frames=s.num_source_frames,
         width=s.width,
         height=s.height,
-        frame_times_s=[round(float(t), 3) for t in s.timestamps_s],
     )
 
 
@@ -143,8 +143,9 @@ def batch_features(batch: list[DecodedVideo], encoded: FrameFeatures, header: In
     raw_feats = encoded.raw.numpy().reshape(count, num_frames, -1) if header.raw_dim else None
     coarse = meanp.video_embedding(frame_feats).numpy()
     return [
-        VideoFeatures(
+        VideoFeatures.whole(
             record=_video_record(decoded, path),
+            frame_times_s=[round(float(t), 3) for t in decoded.sampled.timestamps_s],
             coarse=coarse[i],
             frames=frame_feats[i],
             patches=patch_feats[i] if patch_feats is not None else None,
@@ -174,6 +175,7 @@ class _BatchEncoder:
         if known is not None and known.sha256 == decoded.sha256:
             # touched but identical: nothing to re-encode, but record the new mtime
             self.report.unchanged += 1
+            self.report.touched[known.video_id] = decoded.stat.st_mtime_ns
             self.writer.touch(known.video_id, decoded.stat.st_mtime_ns)
             return
         self.batch.append(decoded)
@@ -259,16 +261,24 @@ def index_folder(
     commit_interval_s: float = 2.0,
     confine_to: Sequence[str | os.PathLike] | None = None,
     progress: ProgressFn | None = None,
+    select: Callable[[str], bool] | None = None,
+    plan_against: str | os.PathLike | None = None,
 ) -> IndexReport:
     """Add new and changed videos under `video_dir` to the index (created if missing).
 
     With `confine_to`, a file whose real path (symlinks followed) leaves those folders is
     refused: a link inside an allowed folder must not index, and so serve, a file outside it.
+    A shard of a sharded build (vtr_core.indexing.sharded) passes `select`, which keeps the files
+    this process takes (by path relative to `video_dir`, posix; video ids are still chosen over
+    every file), and `plan_against`, the main index: its records decide what is unchanged, and
+    stored paths are relative to it, so the shard's records need no rewriting when merged.
     """
+    if prune and plan_against is not None:
+        raise ValueError("prune removes from the index planned against: prune there, not in a shard")
     started = time.perf_counter()
     root, index_dir = Path(video_dir), Path(index_dir)
     report = IndexReport(index_dir=str(index_dir))
-    header = _header(backbone, num_frames, store_patches, faiss_factory)
+    header = index_header(backbone, num_frames, store_patches, faiss_factory)
     if batch_frames is None:
         batch_frames = 512 if backbone.device.type == "cuda" else 48
     decode_workers, decode_processes = _decode_settings(backbone, decode_workers, decode_processes)
@@ -276,8 +286,9 @@ def index_folder(
     paths = scan_videos(root)
 
     with VideoIndex.writer(index_dir, header) as writer:
-        index_root = index_dir.resolve()
-        plan = plan_index(root, paths, writer.videos, index_root, confine_to, prune)
+        index_root = Path(plan_against or index_dir).resolve()
+        indexed = writer.videos if plan_against is None else _indexed_videos(plan_against)
+        plan = plan_index(root, paths, indexed, index_root, confine_to, prune, select)
         report.unchanged = plan.unchanged
         report.failed.extend(plan.failed)
         report.aliases.extend(plan.aliases)
@@ -292,7 +303,13 @@ def index_folder(
     return report
 
 
+def _indexed_videos(index_dir: str | os.PathLike) -> list[VideoRecord]:
+    """The records of another index, read without its lock (none when it does not exist yet)."""
+    return VideoIndex.open(index_dir).videos if VideoIndex.exists(index_dir) else []
+
+
 def remove_videos(index_dir: str | os.PathLike, video_ids: list[str]) -> list[str]:
+    upgrade_index(index_dir)
     index = VideoIndex.open(index_dir)
     with VideoIndex.writer(index_dir, index.header) as writer:
         for video_id in video_ids:

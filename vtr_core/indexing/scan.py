@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from vtr_core.errors import VtrError
 from vtr_core.index import VideoRecord
@@ -109,10 +109,15 @@ def _gone(plan: IndexPlan, root: Path) -> list[str]:
 
 
 def plan_index(root: Path, paths: Sequence[Path], indexed: Iterable[VideoRecord], index_root: Path,
-               confine_to: Sequence[str | os.PathLike] | None = None, prune: bool = False) -> IndexPlan:
+               confine_to: Sequence[str | os.PathLike] | None = None, prune: bool = False,
+               select: Callable[[str], bool] | None = None) -> IndexPlan:
     """Sort the files scanned under `root` against the videos already indexed (paths relative to
     `index_root`, the resolved index folder). With `confine_to`, a file whose real path (symlinks
-    followed) leaves those folders is refused."""
+    followed) leaves those folders is refused.
+
+    With `select` (called with each file's path relative to the scanned folder, posix), only the
+    files it accepts enter the plan: one shard of a sharded build. The others are still sorted,
+    aside, so every shard chooses the same video ids and links as one run over every file would."""
     indexed = list(indexed)
     plan = IndexPlan(known={os.path.normpath(index_root / v.path): v for v in indexed},
                      resolved={path: resolved_path(path) for path in paths})
@@ -120,8 +125,10 @@ def plan_index(root: Path, paths: Sequence[Path], indexed: Iterable[VideoRecord]
     roots = [Path(r).resolve() for r in confine_to] if confine_to is not None else None
     base = root if root.is_dir() else root.parent
     seen: set[str] = set()
+    aside = IndexPlan(known=plan.known, resolved=plan.resolved)  # the files other shards take
     for path in sorted(paths, key=Path.is_symlink):  # real files first: a file keeps its own name over a link's
-        _sort_file(plan, path, base, taken, roots, seen)
+        chosen = select is None or select(Path(os.path.relpath(path, base)).as_posix())
+        _sort_file(plan if chosen else aside, path, base, taken, roots, seen)
     if prune:
         plan.removed = _gone(plan, root)
     return plan

@@ -1,19 +1,19 @@
-"""Text-to-video search over a stored index with any head: coarse recall, then fine re-rank.
+"""Text-to-moment search over a stored index with any head: coarse recall, then fine re-rank.
 
-The head's video states come from its store (vtr_core.index.head_store): computed once per
-immutable segment, the first time this head meets it, then memory-mapped, so opening a searcher
-again and every query after reuse them. Stage 1 searches the head's coarse states with faiss on
-the CPU, or with an exact float16 product and top-k on the GPU when the head runs there (built
-once per index generation and head). Heads with a re-rank depth (eercf 50, s3ma and camoe 200)
-then score only those candidates with their full similarity, from states gathered for the
-candidates alone; mean pooling stops at stage 1, where its coarse score is its full score.
+The head's states come from its store (vtr_core.index.head_store): computed once per immutable
+segment, the first time this head meets it, then memory-mapped. Stage 1 searches the head's
+coarse states with the structure its store keeps for this generation (vtr_core.retrieval.stage_one;
+an exact float16 scan on a GPU). Heads with a re-rank depth (eercf 50, s3ma and camoe 200) then
+score only those candidates with their full similarity, from states gathered for the candidates
+alone; mean pooling stops at stage 1, where its coarse score is its full score. Results are
+moments, looked up in the catalogue by id: opening and querying never load every record.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,9 +21,9 @@ import torch
 from vtr_core.backbones import Backbone
 from vtr_core.contracts import check_search
 from vtr_core.errors import QueryError
-from vtr_core.index import VideoIndex, build_faiss
+from vtr_core.index import VideoIndex
 from vtr_core.index.head_store import HeadStore
-from vtr_core.index.reader import gather
+from vtr_core.index.segments import gather
 from vtr_core.methods import (
     RetrievalHead,
     State,
@@ -33,7 +33,7 @@ from vtr_core.methods import (
     text_states,
 )
 from vtr_core.methods.states import STATE_BATCH
-from vtr_core.retrieval.exact_search import TorchFlatIndex
+from vtr_core.retrieval.stage_one import open_stage_one
 
 
 @dataclass
@@ -45,6 +45,9 @@ class SearchHit:
     coarse_rank: int  # rank after stage 1, before any re-rank
     coarse_score: float
     reranked: bool
+    moment_id: int = -1
+    start_s: float = 0.0  # the moment's time range in its video
+    end_s: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,7 +64,7 @@ class SearchTimings:
 
 
 class Searcher:
-    """One head over one index: the head's stored states, and a coarse index built from them."""
+    """One head over one index: the head's stored states, and its stage-1 structure."""
 
     def __init__(self, index: VideoIndex, backbone: Backbone, head: RetrievalHead | None = None,
                  device: str | torch.device = "cpu"):
@@ -69,35 +72,52 @@ class Searcher:
         self.index, self.backbone = index, backbone
         self.device = torch.device(device)  # where the head scores and, on a GPU, stage 1 runs
         self.head = (head or method_class("meanp")(backbone.embed_dim)).eval().to(self.device)
-        store = HeadStore(index.directory, head_fingerprint(self.head))
-        self._stored = {name: store.states(name, len(index.segment(name).coarse), self._state_batches(name))
-                        for name in index.segment_names}
-        coarse = self._gather("coarse", range(len(index))) if len(index) else \
-            np.zeros((0, index.header.embed_dim), np.float32)
-        # on a GPU exact search beats any CPU structure (1M videos: well under a millisecond)
-        self.coarse_index = (TorchFlatIndex(coarse, self.device) if self.device.type == "cuda"
-                             else build_faiss(coarse, index.header.faiss_factory))
+        self.store = HeadStore(index.directory, head_fingerprint(self.head))
+        segments = index.catalogue.segments(index.generation)
+        self._rows = {name: rows for name, rows, _ in segments}
+        self._merged_from = {name: merged for name, _, merged in segments if merged}
+        self._stored: dict[str, dict[str, np.ndarray]] = {}
+        self.stage_one = open_stage_one(index, self.store, self._coarse_of, index.header.embed_dim, self.device)
         self.timings = SearchTimings()
 
-    def _state_batches(self, segment: str) -> Callable[[], Iterator[tuple[int, dict[str, np.ndarray]]]]:
-        """The head's states for every row of a segment, a batch at a time (for its store)."""
-        stored = self.index.segment(segment)
+    # -- the head's states, from its store -----------------------------------------------------
+    def segment_states(self, segment: str) -> dict[str, np.ndarray]:
+        """The head's states for every row of a segment (computed and stored on first use)."""
+        if segment not in self._stored:
+            self._stored[segment] = self.store.states(segment, self._rows[segment], self._state_batches(segment))
+        return self._stored[segment]
 
-        def part(array: np.ndarray | None, start: int) -> torch.Tensor | None:
-            return None if array is None else torch.from_numpy(
-                np.asarray(array[start : start + STATE_BATCH], np.float32)).to(self.device)
+    def _state_batches(self, segment: str) -> Callable[[], Iterator[tuple[int, dict[str, np.ndarray]]]]:
+        """The head's states for every row of a segment, a batch at a time (for its store). A merged
+        segment's rows are its sources' rows in order: the states of sources this head has stored
+        are copied, the others computed."""
+        stored = self.index.segment(segment)
+        parts = self._merged_from.get(segment) or [[None, self._rows[segment]]]
+
+        def part(array: np.ndarray | None, start: int, stop: int) -> torch.Tensor | None:
+            if array is None:
+                return None
+            return torch.from_numpy(np.asarray(array[start:stop], np.float32)).to(self.device)
 
         @torch.no_grad()
         def batches() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-            for start in range(0, len(stored.coarse), STATE_BATCH):
-                states = self.head.video_state(part(stored.frames, start), part(stored.patches, start),
-                                               part(stored.raw, start))
-                yield start, {name: value.float().cpu().numpy() for name, value in states.items()}
+            offset = 0
+            for source, rows in parts:
+                ready = self.store.read(source) if source is not None else None
+                for start in range(offset, offset + rows, STATE_BATCH):
+                    stop = min(offset + rows, start + STATE_BATCH)
+                    if ready is not None:
+                        yield start, {name: np.asarray(v[start - offset : stop - offset]) for name, v in ready.items()}
+                        continue
+                    states = self.head.video_state(part(stored.frames, start, stop), part(stored.patches, start, stop),
+                                                   part(stored.raw, start, stop))
+                    yield start, {name: value.float().cpu().numpy() for name, value in states.items()}
+                offset += rows
 
         return batches
 
-    def _gather(self, name: str, rows) -> np.ndarray:
-        return gather(self.index.locations(rows), lambda segment: self._stored[segment][name])
+    def _coarse_of(self, segments: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        return gather(list(zip(segments, rows.tolist())), lambda s: self.segment_states(s)["coarse"])
 
     @property
     def rerank_top_k(self) -> int:
@@ -108,44 +128,57 @@ class Searcher:
             raise QueryError("no queries given")
         return text_states(self.head, self.backbone.encode_text(queries).to(self.device))
 
-    def candidate_states(self, rows: list[int]) -> State:
-        """Full video states (patch states included) for a few videos, gathered from the store."""
-        names = next(iter(self._stored.values())).keys() if self._stored else ()
-        return {name: torch.from_numpy(self._gather(name, rows)).to(self.device) for name in names}
+    def candidate_states(self, moment_ids: Sequence[int]) -> State:
+        """Full video states (patch states included) of a few moments, gathered from the store."""
+        found = self.index.lookup(moment_ids)
+        locations = [(found[int(i)][0].segment, found[int(i)][0].row) for i in moment_ids]
+        names = self.segment_states(locations[0][0]).keys() if locations else ()
+        return {name: torch.from_numpy(gather(locations, lambda s: self.segment_states(s)[name])).to(self.device)
+                for name in names}
 
     @torch.no_grad()
     def search(self, queries: list[str], top_k: int = 10, rerank_top_k: int | None = None) -> list[list[SearchHit]]:
         if top_k < 1:
             raise QueryError(f"top-k must be at least 1, got {top_k}")
-        depth = self.rerank_top_k if rerank_top_k is None else rerank_top_k
         started = time.perf_counter()
         states = self.encode(queries)
         encoded = time.perf_counter()
-        recall = min(len(self.index), max(top_k, depth))
-        coarse_scores, coarse_rows = self.coarse_index.search(np.ascontiguousarray(states["coarse"].float().cpu().numpy(), dtype=np.float32), recall)
+        results = self.search_states(states, top_k, rerank_top_k)
+        self.timings.encode = encoded - started
+        return results
+
+    @torch.no_grad()
+    def search_states(self, states: State, top_k: int, rerank_top_k: int | None = None) -> list[list[SearchHit]]:
+        """Search with the head's text states of the queries (what `search` encodes)."""
+        depth = self.rerank_top_k if rerank_top_k is None else rerank_top_k
+        started = time.perf_counter()
+        recall = max(top_k, depth)
+        coarse = np.ascontiguousarray(states["coarse"].float().cpu().numpy(), dtype=np.float32)
+        coarse_scores, coarse_ids = self.stage_one.search(coarse, recall)
         searched = time.perf_counter()
         results = []
-        for q, (scores, rows) in enumerate(zip(coarse_scores, coarse_rows)):
-            rows, scores = rows[rows >= 0], scores[rows >= 0]
-            coarse_rank = {int(r): i + 1 for i, r in enumerate(rows)}
-            coarse_score = {int(r): float(s) for r, s in zip(rows, scores)}
-            final = list(zip(rows.tolist(), scores.tolist(), [False] * len(rows)))
-            if depth > 0 and len(rows):
-                candidates = rows[:depth].tolist()
+        for q, (scores, ids) in enumerate(zip(coarse_scores, coarse_ids)):
+            ids, scores = ids[ids >= 0], scores[ids >= 0]
+            coarse_rank = {int(i): r + 1 for r, i in enumerate(ids)}
+            coarse_score = {int(i): float(s) for i, s in zip(ids, scores)}
+            final = list(zip(ids.tolist(), scores.tolist(), [False] * len(ids)))
+            if depth > 0 and len(ids):
+                candidates = ids[:depth].tolist()
                 fine = self.head.similarity(select_rows(states, [q]), self.candidate_states(candidates))[0]
                 order = torch.argsort(fine, descending=True).tolist()
                 final = [(candidates[i], float(fine[i]), True) for i in order] + final[len(candidates):]
+            found = self.index.lookup([i for i, _, _ in final[:top_k]])
             results.append([
-                SearchHit(rank=i + 1, video_id=self.index.videos[row].video_id, path=self.index.video_path(row),
-                          score=score, coarse_rank=coarse_rank[row], coarse_score=coarse_score[row], reranked=reranked)
-                for i, (row, score, reranked) in enumerate(final[:top_k])
+                SearchHit(rank=r + 1, video_id=found[i][0].video_id, path=found[i][1], score=score,
+                          coarse_rank=coarse_rank[i], coarse_score=coarse_score[i], reranked=reranked,
+                          moment_id=i, start_s=found[i][0].start_s, end_s=found[i][0].end_s)
+                for r, (i, score, reranked) in enumerate(final[:top_k])
             ])
-        self.timings = SearchTimings(encode=encoded - started, coarse=searched - encoded,
-                                     rerank=time.perf_counter() - searched)
+        self.timings = SearchTimings(coarse=searched - started, rerank=time.perf_counter() - searched)
         return results
 
 
 def search_text(index: VideoIndex, backbone: Backbone, queries: list[str], top_k: int = 10,
                 head: RetrievalHead | None = None) -> list[list[SearchHit]]:
-    """Ranked videos for each query, best first (mean pooling unless a head is given)."""
+    """Ranked moments for each query, best first (mean pooling unless a head is given)."""
     return Searcher(index, backbone, head).search(queries, top_k)

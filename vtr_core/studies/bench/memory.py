@@ -17,12 +17,12 @@ def index_memory(index_dir: str | Path) -> dict:
     root = Path(index_dir) / "segments"
     parts: dict[str, int] = {}
     rows = 0
-    for segment in sorted({v.segment for v in index.videos}):
+    for segment in index.segment_names:
         folder = root / segment
         rows += len(np.load(folder / "coarse.npy", mmap_mode="r"))
-        for file in folder.glob("*.npy"):
-            parts[file.stem] = parts.get(file.stem, 0) + file.stat().st_size
-        parts["strips"] = parts.get("strips", 0) + sum(f.stat().st_size for f in (folder / "strips").glob("*.jpg"))
+        for file in folder.iterdir():  # strips.npy (offsets) and strips.bin count as "strips"
+            if file.is_file():
+                parts[file.stem] = parts.get(file.stem, 0) + file.stat().st_size
     total = sum(p.stat().st_size for p in Path(index_dir).rglob("*") if p.is_file())
     return {"videos": len(index), "stored_rows": rows, "bytes_per_video": {k: round(v / max(1, rows)) for k, v in sorted(parts.items())},
             "index_bytes": total, "backbone": index.header.backbone_id, "frames": index.header.num_frames}

@@ -11,9 +11,11 @@ vectors (text encoding is the query suite's business) and go through the heads' 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +26,7 @@ import torch
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.errors import VtrError
 from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord
+from vtr_core.index.segments import gather
 from vtr_core.index.structures import choose_structure
 from vtr_core.methods import RetrievalHead, make_config, method_class, select_rows
 from vtr_core.retrieval.search import Searcher
@@ -35,7 +38,7 @@ COMMIT_WINDOW = 20  # commits whose median is reported, at the start and at the 
 RERANK_METHOD = "eercf"  # the re-ranking head timed beside mean pooling
 RERANK_DEPTH = 50  # eercf's default re-rank depth
 CLUSTERS = 100  # centres of the clustered synthetic collection
-EXACT_CHUNK = 4096  # rows of stored states scored at a time for the exact top-k
+EXACT_CHUNK = 65536  # rows of stored states scored at a time for the exact top-k
 
 
 class SyntheticBackbone:
@@ -67,17 +70,21 @@ class ScaleRow:
     commit_ms: float  # median of the last COMMIT_WINDOW full commits: the index already holds about N moments
     commit_ms_first: float  # median of the first COMMIT_WINDOW full commits, measured in the same run
     commit_ratio: float  # commit_ms / commit_ms_first
-    build_s: float
-    open_s: float  # VideoIndex.open + meanp Searcher (its states computed and stored) + the first query
-    rss_mb: float  # the process's resident memory after opening (earlier sizes' leftovers included)
-    query_p50_ms: float  # meanp: stage 1 of one query
+    build_s: float  # every commit, and the background merges waited for at the end
+    segments: int  # segments after the build (merging bounds them)
+    prime_s: float  # meanp's first Searcher: its states and stage-1 structure computed and stored, once
+    open_s: float  # a fresh process: VideoIndex.open + meanp Searcher + the first query
+    rss_mb: float  # that process's resident memory after the first query
+    vector_mb: float  # the meanp store's coarse vectors (N x D float32), the base of the memory target
+    query_p50_ms: float  # meanp: stage 1 and the hits looked up in the catalogue, one query
     query_p99_ms: float
-    rerank_open_s: float  # eercf's Searcher on the open index (its states computed and stored)
-    rerank_p50_ms: float  # eercf: stage 1 + re-rank of its top RERANK_DEPTH from stored states
+    rerank_prime_s: float  # the re-ranking head's first Searcher (states + structure stored)
+    rerank_open_s: float  # its Searcher opened again (in the same process, after meanp's)
+    rerank_p50_ms: float  # stage 1 + re-rank of its top RERANK_DEPTH from stored states + lookup, one query
     rerank_p99_ms: float
     recall_at_10: float  # meanp's stage-1 structure against exact inner products over the same vectors
-    structure: str  # the faiss factory the plan chooses for N (what the Searcher builds)
-    disk_bytes: int  # the index as built (before any head store is written)
+    structure: str  # the faiss factory the plan chooses for N
+    disk_bytes: int  # the index as built, before any head store is written
     index_dir: str = ""  # where it was kept, if it was
 
 
@@ -114,14 +121,16 @@ class MomentSource:
                         + 0.6 * scale * rng.standard_normal((count, self.dim)))
         return _unit(moments[:, None] + 0.5 * scale * rng.standard_normal((count, self.frames, self.dim)))
 
-    def query_vectors(self, index: VideoIndex, count: int) -> np.ndarray:
-        """Captions of the fitted dataset, or vectors near random members of the collection."""
+    def query_vectors(self, size: int, count: int) -> np.ndarray:
+        """Captions of the fitted dataset, or vectors near random members of the collection (made again
+        from the seed: nothing is read from the index)."""
         rng = np.random.default_rng(self.seed + 1)
         if self.real_like is not None:
             picked = rng.choice(len(self.real_like.queries), min(count, len(self.real_like.queries)), replace=False)
             return np.ascontiguousarray(self.real_like.queries[picked], np.float32)
-        members = index.coarse_vectors(rng.choice(len(index), min(count, len(index)), replace=False).tolist())
-        return _unit(members + 0.5 / np.sqrt(self.dim) * rng.standard_normal(members.shape))
+        members = [_unit(self.frame_vectors(int(n), int(n) + 1).mean(1))[0]
+                   for n in rng.choice(size, min(count, size), replace=False)]
+        return _unit(np.stack(members) + 0.5 / np.sqrt(self.dim) * rng.standard_normal((len(members), self.dim)))
 
 
 def synthetic_header(dim: int, frames: int) -> IndexHeader:
@@ -137,9 +146,9 @@ def synthetic_moments(source: MomentSource, start: int, stop: int) -> Iterator[V
         n = start + i
         record = VideoRecord(video_id=f"m{n:08d}", path=f"synthetic/m{n:08d}.mp4", size=1_000_000 + n, mtime_ns=n,
                              sha256=hashlib.sha256(str(n).encode()).hexdigest(), duration_s=10.0, fps=30.0,
-                             num_source_frames=300, width=320, height=240,
-                             frame_times_s=[round(10.0 * (t + 0.5) / source.frames, 3) for t in range(source.frames)])
-        yield VideoFeatures(record=record, coarse=coarse[i], frames=frames[i], patches=None)
+                             num_source_frames=300, width=320, height=240)
+        times = [round(10.0 * (t + 0.5) / source.frames, 3) for t in range(source.frames)]
+        yield VideoFeatures.whole(record, times, coarse=coarse[i], frames=frames[i])
 
 
 def build_index(directory: Path, size: int, source: MomentSource, commit_every: int,
@@ -156,7 +165,7 @@ def build_index(directory: Path, size: int, source: MomentSource, commit_every: 
             writer.commit()
             if stop - start == commit_every:
                 times.append(time.perf_counter() - began)
-            if len(times) % 200 == 0 and times:
+            if len(times) % 1000 == 0 and times:
                 log(f"scale suite: {stop:,} / {size:,} moments, last commit {times[-1] * 1e3:.1f} ms")
     return times, time.perf_counter() - started
 
@@ -171,64 +180,78 @@ def query_states(head: RetrievalHead, vectors: np.ndarray) -> dict[str, torch.Te
         return head.text_state(text)
 
 
-def _coarse(states: dict[str, torch.Tensor], q: int) -> np.ndarray:
-    return np.ascontiguousarray(states["coarse"][q : q + 1].float().cpu().numpy(), dtype=np.float32)
+def rerank_head(dim: int, frames: int, seed: int) -> RetrievalHead:
+    """The re-ranking head timed beside mean pooling: the same weights (so the same store) in every process."""
+    torch.manual_seed(seed)
+    return method_class(RERANK_METHOD)(dim, make_config(RERANK_METHOD, frames, temporal_layers=1)).eval()
 
 
-@torch.no_grad()
-def rerank_times(searcher: Searcher, states: dict[str, torch.Tensor]) -> list[float]:
-    """Seconds per query of stage 1 for RERANK_DEPTH candidates, then the head's score of them."""
-    depth = min(RERANK_DEPTH, len(searcher.index))
+def _searcher(directory: Path, dim: int, head: RetrievalHead) -> Searcher:
+    backbone = SyntheticBackbone(dim)
+    return Searcher(VideoIndex.open(directory, backbone.id, backbone.embed_dim), backbone, head)
+
+
+def query_times(searcher: Searcher, states: dict[str, torch.Tensor]) -> list[float]:
+    """Seconds per query of `search_states` (stage 1, the head's re-rank if it has one, the lookup)."""
     out = []
     for q in range(len(states["coarse"])):
+        one = select_rows(states, [q])
         began = time.perf_counter()
-        _, rows = searcher.coarse_index.search(_coarse(states, q), depth)
-        candidates = rows[0][rows[0] >= 0].tolist()
-        fine = searcher.head.similarity(select_rows(states, [q]), searcher.candidate_states(candidates))[0]
-        torch.argsort(fine, descending=True)
+        searcher.search_states(one, top_k=10)
         out.append(time.perf_counter() - began)
     return out
 
 
 def exact_top(searcher: Searcher, queries: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the exact top-k by inner product over the searcher's stored coarse states (numpy)."""
-    scores = np.empty((len(queries), len(searcher.index)), np.float32)
-    for start in range(0, len(searcher.index), EXACT_CHUNK):
-        rows = list(range(start, min(len(searcher.index), start + EXACT_CHUNK)))
-        coarse = searcher.candidate_states(rows)["coarse"].float().cpu().numpy()
-        scores[:, start : start + len(rows)] = queries @ coarse.T
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    """Moment ids of the exact top-k by inner product over the searcher's stored coarse states."""
+    ids, segments, rows = searcher.index.catalogue.live_ids(searcher.index.generation)
+    best_scores = np.full((len(queries), 0), -np.inf, np.float32)
+    best_ids = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(ids), EXACT_CHUNK):
+        stop = min(len(ids), start + EXACT_CHUNK)
+        coarse = gather(list(zip(segments[start:stop], rows[start:stop].tolist())),
+                        lambda s: searcher.segment_states(s)["coarse"])
+        scores = np.concatenate([best_scores, queries @ coarse.T], axis=1)
+        pool = np.concatenate([best_ids, np.broadcast_to(ids[start:stop], (len(queries), stop - start))], axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores, best_ids = np.take_along_axis(scores, order, 1), np.take_along_axis(pool, order, 1)
+    return best_ids
 
 
-def measure_queries(directory: Path, source: MomentSource, queries: int, seed: int) -> dict:
-    """Opening (index, meanp Searcher, first query), then meanp and eercf latency and meanp's recall."""
-    backbone = SyntheticBackbone(source.dim)
+def prime(directory: str, dim: int, frames: int, seed: int) -> dict:
+    """In a child process: each head's first Searcher, which computes and stores its states and structure."""
     began = time.perf_counter()
-    index = VideoIndex.open(directory, backbone.id, backbone.embed_dim)
-    searcher = Searcher(index, backbone, method_class("meanp")(source.dim))
-    vectors = source.query_vectors(index, queries)
+    _searcher(Path(directory), dim, method_class("meanp")(dim))
+    primed = time.perf_counter()
+    _searcher(Path(directory), dim, rerank_head(dim, frames, seed))
+    return {"prime_s": round(primed - began, 3), "rerank_prime_s": round(time.perf_counter() - primed, 3)}
+
+
+def probe(directory: str, dim: int, frames: int, seed: int, vectors: np.ndarray) -> dict:
+    """In a fresh child process: open for search and query, as a user's first search after a restart."""
+    began = time.perf_counter()
+    searcher = _searcher(Path(directory), dim, method_class("meanp")(dim))
     states = query_states(searcher.head, vectors)
-    searcher.coarse_index.search(_coarse(states, 0), 10)
+    searcher.search_states(select_rows(states, [0]), top_k=10)
     open_s = time.perf_counter() - began
     rss = current_rss_bytes()
-    stage_one = []
-    for q in range(len(vectors)):
-        started = time.perf_counter()
-        searcher.coarse_index.search(_coarse(states, q), 10)
-        stage_one.append(time.perf_counter() - started)
-    coarse = states["coarse"].float().cpu().numpy()
-    _, found = searcher.coarse_index.search(np.ascontiguousarray(coarse, dtype=np.float32), 10)
+    meanp = percentiles(query_times(searcher, states))
+    coarse = np.ascontiguousarray(states["coarse"].float().cpu().numpy(), dtype=np.float32)
+    _, found = searcher.stage_one.search(coarse, 10)
     recall = recall_at(found, exact_top(searcher, coarse, 10))
-    torch.manual_seed(seed)
-    head = method_class(RERANK_METHOD)(source.dim, make_config(RERANK_METHOD, source.frames, temporal_layers=1)).eval()
     began = time.perf_counter()
-    reranker = Searcher(index, backbone, head)
+    reranker = _searcher(Path(directory), dim, rerank_head(dim, frames, seed))
     rerank_open_s = time.perf_counter() - began
-    rerank = percentiles(rerank_times(reranker, query_states(reranker.head, vectors)))
-    meanp = percentiles(stage_one)
+    rerank = percentiles(query_times(reranker, query_states(reranker.head, vectors)))
     return {"open_s": round(open_s, 3), "rss_mb": round(rss / 2**20, 1), "query_p50_ms": meanp["p50_ms"],
             "query_p99_ms": meanp["p99_ms"], "rerank_open_s": round(rerank_open_s, 3),
             "rerank_p50_ms": rerank["p50_ms"], "rerank_p99_ms": rerank["p99_ms"], "recall_at_10": round(recall, 4)}
+
+
+def in_child(fn: Callable[..., dict], *args) -> dict:
+    """`fn(*args)` in a fresh (spawned) process: its memory and timings owe nothing to this one's."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _median_ms(seconds: list[float]) -> float:
@@ -241,12 +264,16 @@ def scale_row(directory: Path, size: int, source: MomentSource, commit_every: in
     commits, build_s = build_index(directory, size, source, commit_every, log)
     if not commits:
         raise VtrError(f"scale suite: {size} moments make no full commit of {commit_every}; use more moments")
-    disk = VideoIndex.open(directory).describe()["disk_bytes"]
-    figures = measure_queries(directory, source, queries, seed)
+    built = VideoIndex.open(directory).describe()
+    log(f"scale suite: built {size:,} in {build_s:.1f} s ({built['segments']} segments); priming the heads")
+    primed = in_child(prime, str(directory), source.dim, source.frames, seed)
+    log(f"scale suite: primed in {primed['prime_s'] + primed['rerank_prime_s']:.1f} s; probing")
+    figures = in_child(probe, str(directory), source.dim, source.frames, seed, source.query_vectors(size, queries))
     first, last = _median_ms(commits[:COMMIT_WINDOW]), _median_ms(commits[-COMMIT_WINDOW:])
     return ScaleRow(size=size, commits=len(commits), commit_ms=last, commit_ms_first=first,
-                    commit_ratio=round(last / first, 2), build_s=round(build_s, 2), **figures,
-                    structure=choose_structure(size, source.dim).factory, disk_bytes=disk)
+                    commit_ratio=round(last / first, 2), build_s=round(build_s, 2), segments=built["segments"],
+                    vector_mb=round(size * source.dim * 4 / 2**20, 1), **primed, **figures,
+                    structure=choose_structure(size, source.dim).factory, disk_bytes=built["disk_bytes"])
 
 
 def scale_suite(sizes: list[int], dim: int = 384, frames: int = 12, commit_every: int = 64, queries: int = 50,
