@@ -85,7 +85,7 @@ def test_folders_are_confined_to_the_allowed_roots(app, client, tmp_path):
 
 def test_files_outside_the_collection_are_not_served(app):
     url = app[0]
-    for path in ("/etc/passwd", str(REPO / "app.py"), str(REPO / "precomputed" / "demo_index" / "manifest.json")):
+    for path in ("/etc/passwd", str(REPO / "app.py"), str(REPO / "precomputed" / "demo_index" / "catalogue.sqlite")):
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=10)
         assert error.value.code in (403, 404)

@@ -67,6 +67,9 @@ def test_bench_cli_needs_json_and_writes_it(tmp_path):
     measured = json.loads(out.read_text())
     assert measured["videos"] == 39 and measured["explorer"]["methods"] == ["meanp", "s3ma", "eercf", "camoe"]
     assert measured["explorer"]["rss_bytes_at_rest"] > measured["explorer"]["rss_bytes_before"] > 0
+    latency = measured["explorer"]["query_latency"]
+    assert set(latency) == set(measured["explorer"]["methods"]) and measured["explorer"]["queries"] == 16
+    assert all(0 < r["encode_ms_p50_ms"] < r["p50_ms"] <= r["p99_ms"] for r in latency.values())
 
 
 def test_indexing_and_training_suites_small(tmp_path, lite_backbone):
@@ -102,3 +105,30 @@ def test_indexing_and_training_suites_small(tmp_path, lite_backbone):
     bench.write_performance(tmp_path / "bench", tmp_path / "PERFORMANCE.md")
     text = (tmp_path / "PERFORMANCE.md").read_text()
     assert "## Indexing throughput (indexing-cpu" in text and "| lite |" in text and "| camoe |" in text
+
+
+def test_scale_rows_and_targets_in_the_report():
+    row = dict(commits=10, commit_ms_first=8.0, commit_ratio=1.0, build_s=5.0, segments=12, prime_s=1.0,
+               rerank_prime_s=2.0, rerank_open_s=0.1, query_p99_ms=2.0, rerank_p99_ms=9.0, structure="HNSW32",
+               disk_bytes=2_000_000_000, index_dir="")
+    sizes = [dict(row, size=10_000, commit_ms=8.0, open_s=0.1, rss_mb=500.0, vector_mb=14.6, query_p50_ms=1.0,
+                  rerank_p50_ms=6.0, recall_at_10=1.0),
+             dict(row, size=1_000_000, commit_ms=12.5, open_s=2.5, rss_mb=2500.0, vector_mb=1464.8,
+                  query_p50_ms=4.0, rerank_p50_ms=21.0, recall_at_10=0.96)]
+    scale = {"frames": 12, "dim": 384, "commit_every": 64, "queries": 50, "vectors": "v", "by_size": sizes,
+             "machine": {"cpus": 2}}
+    demo = {"bytes_per_video": {"coarse": 1}, "videos": 39, "frames": 12, "backbone": "lite", "index_bytes": 1,
+            "explorer": {"methods": ["meanp", "eercf"], "rss_bytes_at_rest": 2**30, "rss_bytes_before": 2**29,
+                         "queries": 16, "query_latency": {
+                             "meanp": {"p50_ms": 9.0, "p99_ms": 12.0, "encode_ms_p50_ms": 8.0,
+                                       "search_ms_p50_ms": 0.4, "rerank_ms_p50_ms": 0.0},
+                             "eercf": {"p50_ms": 51.0, "p99_ms": 60.0, "encode_ms_p50_ms": 8.0,
+                                       "search_ms_p50_ms": 0.5, "rerank_ms_p50_ms": 40.0}}}}
+    text = bench.render_performance({"scale-cpu": scale, "memory-demo": demo})
+    # 12.5 / 8.0 = 1.56 > 1.5; 2.5 s > 2 s; 2,500 <= 1,464.8 + 1,024; 4 ms at 0.96; 21 ms > 20 ms
+    assert "12.5 ms against 8.0 ms, 1.56x; not met" in text
+    assert "2.50 s; not met" in text and "(2,489 MB): 2,500 MB; not met" in text
+    assert "p50 4.00 ms at recall@10 0.960 (HNSW32); met" in text and "p50 21.0 ms; not met" in text
+    assert "meanp 9.0 ms, eercf 51.0 ms; not met" in text
+    assert "## Index scale (scale-cpu: 2 CPU cores)" in text and "| 1,000,000 | HNSW32 | 12 | 8.0 / 12.5 |" in text
+    assert "| eercf | 51.0 | 60.0 | 8.0 | 0.50 | 40.00 |" in text

@@ -206,7 +206,7 @@ def test_index_folder_incremental(tmp_path, video_folder, lite_backbone):
     index = VideoIndex.open(directory, backbone_id=lite_backbone.id)
     assert len(index) == 5 and index.header.num_patches == 49
     assert index.frame_features().shape == (5, 4, 384) and index.patch_tokens([0]).shape == (1, 4, 49, 384)
-    assert index.videos[index.row_of("clip1")].num_source_frames == 25
+    assert index.video("clip1").num_source_frames == 25
 
     again = index_folder(video_folder, directory, lite_backbone, num_frames=4)
     assert again.added == [] and again.updated == [] and again.unchanged == 5
@@ -219,8 +219,8 @@ def test_index_folder_incremental(tmp_path, video_folder, lite_backbone):
     third = index_folder(video_folder, directory, lite_backbone, num_frames=4)
     assert third.added == ["new"] and third.updated == ["clip2"] and third.unchanged == 4
     index = VideoIndex.open(directory)
-    assert len(index) == 6 and index.videos[index.row_of("clip2")].num_source_frames == 40
-    assert index.videos[index.row_of("clip3")].mtime_ns == 1
+    assert len(index) == 6 and index.video("clip2").num_source_frames == 40
+    assert index.video("clip3").mtime_ns == 1
 
     remove_videos(directory, ["clip0"])
     assert sorted(v.video_id for v in VideoIndex.open(directory).videos) == ["clip1", "clip2", "clip3", "clip4", "new"]

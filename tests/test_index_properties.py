@@ -94,7 +94,7 @@ def check(directory: Path, header: IndexHeader, model: dict[str, VideoFeatures],
         if header.store_patches:
             np.testing.assert_array_equal(index.patch_tokens([row])[0], half(e.moments[0].patches))
         assert index.frame_strip_jpeg(row) == e.moments[0].strip_jpeg
-        assert index.videos[row].sha256 == e.record.sha256
+        assert index.video(index.moments[row].video_id).sha256 == e.record.sha256
 
     # coarse search: the true top-k of the stored vectors, by inner product
     k = min(3, len(ids))

@@ -42,7 +42,7 @@ def test_flat_below_the_threshold_and_hnsw_from_it():
 
 @pytest.mark.parametrize(
     "count, ef",
-    [(20_000, 256), (50_000, 256), (50_001, 512), (100_000, 512), (100_001, 1024), (1_000_000, 1024),
+    [(20_000, 256), (50_000, 256), (50_001, 512), (100_000, 512), (100_001, 1280), (1_000_000, 1280),
      (1_000_001, 2048)],
 )
 def test_hnsw_search_width_grows_with_size(count, ef):
@@ -104,7 +104,7 @@ def test_the_training_sample_is_bounded():
 
 def test_why_is_one_readable_line():
     plan = choose_structure(120_000, 384)
-    assert plan.why == ("120,000 vectors x 384-d = 175.8 MiB: HNSW32, efSearch 1024 "
+    assert plan.why == ("120,000 vectors x 384-d = 175.8 MiB: HNSW32, efSearch 1280 "
                         "(vectors + graph 206.9 MiB fit the 4 GiB budget)")
 
 

@@ -79,6 +79,20 @@ def remove_stale_temps(path: str | os.PathLike) -> int:
     return len(found)
 
 
+def warm_file(path: str | os.PathLike, block: int = 8 << 20) -> int:
+    """Read a file through once so its pages sit in the page cache (what a memory map of it then
+    reads); bytes read, 0 when it is gone. Blocking: run it in a thread."""
+    done = 0
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            buffer = bytearray(block)
+            while count := handle.readinto(buffer):
+                done += count
+    except OSError:
+        pass
+    return done
+
+
 def write_synced(path: str | os.PathLike, data: bytes) -> None:
     """Write and fsync, without the temporary file: for files inside a directory that is itself
     published later by one rename (an index segment), where a torn file is never visible."""

@@ -95,7 +95,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     head, source = resolve_head(method, backbone, args.checkpoint, args.zero_shot,
                                 num_frames=index.header.num_frames)
     if not args.json:
-        print(f"backbone: {backbone.spec} on {backbone.device}; index: {len(index)} videos; "
+        print(f"backbone: {backbone.spec} on {backbone.device}; "
+              f"index: {index.num_videos} videos, {len(index)} moments; "
               f"method: {method} ({source})", file=sys.stderr)
     results = Searcher(index, backbone, head).search(queries, top_k=args.top_k, rerank_top_k=args.rerank_top_k)
     for query, hits in zip(queries, results):

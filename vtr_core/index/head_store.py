@@ -90,6 +90,20 @@ class HeadStore:
     def structure_plan(self, generation: int) -> dict:
         return json.loads(self.structure_path(generation).with_suffix(".json").read_text())
 
+    def load_structure(self, generation: int, mapped: bool):
+        """A saved structure. `mapped`: its vectors memory-mapped rather than read (faiss
+        IO_FLAG_MMAP_IFC; read-only: adding to it crashes faiss): opening 1M moments takes 0.2 s
+        instead of 1.5 s from a warm page cache. The kernel is asked to read the whole file ahead in
+        the background, so the first queries do not fault it in page by page."""
+        import faiss
+
+        path = self.structure_path(generation)
+        if not mapped:
+            return faiss.read_index(str(path))
+        with open(path, "rb") as handle:
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+
     def save_structure(self, generation: int, structure, plan: dict) -> None:
         """A faiss structure (temporary file, fsync, rename), then its plan, which alone makes it
         count: it is written last."""

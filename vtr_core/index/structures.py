@@ -41,9 +41,10 @@ HNSW_GRAPH_BYTES = HNSW_M * 2 * 4 + 16
 # - 30k, cone: 128 -> 0.932, 256 -> 0.973 (1.14 ms p50), 512 -> 0.991 (1.83 ms).
 # - 100k, cone: 256 -> 0.911, 512 -> 0.958 (3.9 ms with the cores shared); clustered: 512 -> 0.992
 #   (0.93 ms); fitted Gaussian (PERFORMANCE.md): 512 -> 0.978 (1.51 ms).
-# - 1M, fitted Gaussian (PERFORMANCE.md): 1024 -> 0.947 (6.4 ms), the widest tried; beyond 1M a wider
-#   beam still: 2048 is extrapolated, not measured.
-HNSW_EF_SEARCH = ((50_000, 256), (100_000, 512), (1_000_000, 1024))
+# - 1M, fitted Gaussian (PERFORMANCE.md): 1024 -> 0.947 (6.4 ms). 1M clustered (bench scale's index,
+#   one query, warm): 1024 -> 0.940 (4.1 ms), 1280 -> 0.962 (4.6 ms), 1536 -> 0.982 (5.4 ms), 2048 ->
+#   0.984 (7.5 ms). Beyond 1M a wider beam still: 2048 is extrapolated, not measured.
+HNSW_EF_SEARCH = ((50_000, 256), (100_000, 512), (1_000_000, 1280))
 HNSW_EF_SEARCH_BEYOND = 2048
 
 IVF_LISTS_PER_SQRT = 4  # nlist ~ 4 * sqrt(N) (the faiss guidelines), rounded to a power of two
@@ -266,7 +267,13 @@ def trained_empty(vectors: np.ndarray, plan: StructurePlan):
         except RuntimeError as exc:
             raise VtrError(f"cannot train faiss structure {plan.factory!r} on {len(sample):,} vectors "
                            f"({_reason(exc)})", setting="faiss_factory") from None
-    space = faiss.ParameterSpace()
+    return set_search_params(index, plan)
+
+
+def set_search_params(index, plan: StructurePlan):
+    """The plan's search parameters (efSearch, nprobe, k_factor_rf) set on a built or loaded index
+    (through an IndexIDMap too), so a tuned constant applies to structures saved before it."""
+    space = _faiss().ParameterSpace()
     for name, value in plan.search_params.items():
         try:
             space.set_index_parameter(index, name, value)

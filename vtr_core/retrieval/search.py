@@ -11,6 +11,7 @@ moments, looked up in the catalogue by id: opening and querying never load every
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from vtr_core.methods import (
 )
 from vtr_core.methods.states import STATE_BATCH
 from vtr_core.retrieval.stage_one import open_stage_one
+from vtr_core.storage import warm_file
 
 
 @dataclass
@@ -77,8 +79,20 @@ class Searcher:
         self._rows = {name: rows for name, rows, _ in segments}
         self._merged_from = {name: merged for name, _, merged in segments if merged}
         self._stored: dict[str, dict[str, np.ndarray]] = {}
+        # a head that re-ranks keeps every state for its candidates; one that does not, its coarse
+        # states only (mean pooling's per-frame states would be 18 GB at 1M moments, for nothing)
+        self.keeps_all_states = self.rerank_top_k > 0
         self.stage_one = open_stage_one(index, self.store, self._coarse_of, index.header.embed_dim, self.device)
         self.timings = SearchTimings()
+        # the mapped structure and the catalogue, read into the page cache behind the first queries
+        warm = [p for p in (self.stage_one.path, index.catalogue.path) if p is not None]
+        self._warming = threading.Thread(target=lambda: [warm_file(p) for p in warm], name="warm", daemon=True)
+        self._warming.start()
+
+    def warm(self) -> None:
+        """Wait until the files a query reads at random (the stage-1 structure, the catalogue) have
+        been read through once: steady-state latency from then on, cold-start latency before."""
+        self._warming.join()
 
     # -- the head's states, from its store -----------------------------------------------------
     def segment_states(self, segment: str) -> dict[str, np.ndarray]:
@@ -107,14 +121,19 @@ class Searcher:
                 for start in range(offset, offset + rows, STATE_BATCH):
                     stop = min(offset + rows, start + STATE_BATCH)
                     if ready is not None:
-                        yield start, {name: np.asarray(v[start - offset : stop - offset]) for name, v in ready.items()}
+                        yield start, {name: np.asarray(v[start - offset : stop - offset]) for name, v in ready.items()
+                                      if self._kept(name)}
                         continue
                     states = self.head.video_state(part(stored.frames, start, stop), part(stored.patches, start, stop),
                                                    part(stored.raw, start, stop))
-                    yield start, {name: value.float().cpu().numpy() for name, value in states.items()}
+                    yield start, {name: value.float().cpu().numpy() for name, value in states.items()
+                                  if self._kept(name)}
                 offset += rows
 
         return batches
+
+    def _kept(self, state: str) -> bool:
+        return self.keeps_all_states or state == "coarse"
 
     def _coarse_of(self, segments: Sequence[str], rows: np.ndarray) -> np.ndarray:
         return gather(list(zip(segments, rows.tolist())), lambda s: self.segment_states(s)["coarse"])
@@ -128,13 +147,25 @@ class Searcher:
             raise QueryError("no queries given")
         return text_states(self.head, self.backbone.encode_text(queries).to(self.device))
 
+    @torch.no_grad()
     def candidate_states(self, moment_ids: Sequence[int]) -> State:
-        """Full video states (patch states included) of a few moments, gathered from the store."""
+        """Full video states (patch states included) of a few moments: gathered from the store, or,
+        for a head that keeps only coarse states there, computed from the moments' stored features."""
         found = self.index.lookup(moment_ids)
         locations = [(found[int(i)][0].segment, found[int(i)][0].row) for i in moment_ids]
-        names = self.segment_states(locations[0][0]).keys() if locations else ()
+        if not locations:
+            return {}
+        if not self.keeps_all_states:
+            features = {part: self._features(locations, part) for part in ("frames", "patches", "raw")}
+            return self.head.video_state(features["frames"], features["patches"], features["raw"])
+        names = self.segment_states(locations[0][0]).keys()
         return {name: torch.from_numpy(gather(locations, lambda s: self.segment_states(s)[name])).to(self.device)
                 for name in names}
+
+    def _features(self, locations: list[tuple[str, int]], part: str) -> torch.Tensor | None:
+        if getattr(self.index.segment(locations[0][0]), part) is None:
+            return None
+        return torch.from_numpy(gather(locations, lambda s: getattr(self.index.segment(s), part))).to(self.device)
 
     @torch.no_grad()
     def search(self, queries: list[str], top_k: int = 10, rerank_top_k: int | None = None) -> list[list[SearchHit]]:

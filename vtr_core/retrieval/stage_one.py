@@ -14,6 +14,7 @@ moments it is faster than any CPU structure and takes a second to fill.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 
 from vtr_core.index.head_store import HeadStore
 from vtr_core.index.reader import VideoIndex
-from vtr_core.index.structures import AUTO, choose_structure, trained_empty
+from vtr_core.index.structures import AUTO, choose_structure, set_search_params, trained_empty
 from vtr_core.retrieval.exact_search import TorchFlatIndex
 
 MAX_TOMBSTONES = 1000
@@ -45,6 +46,7 @@ class StageOne:
     dead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     factory: str = ""
     generation: int = 0
+    path: Path | None = None  # the saved file a mapped structure reads, when there is one
 
     @property
     def ntotal(self) -> int:
@@ -89,23 +91,25 @@ def open_stage_one(index: VideoIndex, store: HeadStore, coarse_of: CoarseOf, dim
     if device.type == "cuda":
         ids, segments, rows = index.catalogue.live_ids(generation)
         return StageOne(TorchFlatIndex(coarse_of(segments, rows), device), ids, generation=generation)
-    faiss = _faiss()
     for saved in store.structures():
         if saved > generation:
             continue
         try:
             plan = store.structure_plan(saved)
-            structure = faiss.read_index(str(store.structure_path(saved)))
+            structure = store.load_structure(saved, mapped=saved == generation)  # extended ones are changed
         except (OSError, ValueError, RuntimeError):  # swept or torn meanwhile: try an older one
             continue
+        wanted = _plan(len(index), dim, factory)
+        if wanted.factory == plan["factory"]:
+            set_search_params(structure, wanted)
         if saved == generation:
             return StageOne(structure, dead=np.asarray(plan["dead"], np.int64), factory=plan["factory"],
-                            generation=generation)
+                            generation=generation, path=store.structure_path(saved))
         dead = np.union1d(plan["dead"], index.catalogue.removed_between(saved, generation)).astype(np.int64)
         ids, segments, rows = index.catalogue.live_ids(generation, added_after=saved)
         # removals the catalogue has purged since cannot be tombstoned: the count tells
         complete = structure.ntotal - len(dead) + len(ids) == len(index)
-        if not complete or len(dead) > MAX_TOMBSTONES or _plan(len(index), dim, factory).factory != plan["factory"]:
+        if not complete or len(dead) > MAX_TOMBSTONES or wanted.factory != plan["factory"]:
             break  # rebuild below
         if len(ids):
             structure.add_with_ids(coarse_of(segments, rows), ids)

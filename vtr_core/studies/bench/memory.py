@@ -4,11 +4,13 @@ resident memory at rest, and the process's peak RSS (which the indexing suite re
 from __future__ import annotations
 
 import resource
+import time
 from pathlib import Path
 
 import numpy as np
 
 from vtr_core.index import VideoIndex
+from vtr_core.studies.bench.common import percentiles
 
 
 def index_memory(index_dir: str | Path) -> dict:
@@ -40,13 +42,27 @@ def current_rss_bytes() -> int:
     return peak_rss_bytes()
 
 
-def explorer_at_rest(index_dir: str | Path, device: str = "cpu") -> dict:
+def explorer_at_rest(index_dir: str | Path, device: str = "cpu", repeats: int = 16) -> dict:
     """RSS of the explorer's service after every method has answered one query (what the app
-    holds between requests: backbone, heads, video states, faiss indexes)."""
+    holds between requests: backbone, heads, video states, search structures), and each method's
+    end-to-end latency through the query service (encode + stage 1 + re-rank + hits), `repeats`
+    queries after that first one."""
     from vtr_core.explorer.service import Explorer
 
     before = current_rss_bytes()
     explorer = Explorer(index_dir, device=device)
+    queries = (explorer.collection.example_queries(repeats) * repeats)[:repeats]
+    latency = {}
     for method in explorer.queries.methods:
         explorer.queries.text_to_video("a person rides a bicycle", method, top_k=5)
-    return {"rss_bytes_before": before, "rss_bytes_at_rest": current_rss_bytes(), "methods": explorer.queries.methods}
+        seconds, stages = [], []
+        for query in queries:
+            began = time.perf_counter()
+            result = explorer.queries.text_to_video(query, method, top_k=10)
+            seconds.append(time.perf_counter() - began)
+            stages.append(result.timings)
+        latency[method] = {**percentiles(seconds),
+                           **{f"{stage}_p50_ms": round(float(np.median([getattr(t, stage) for t in stages])), 3)
+                              for stage in ("encode_ms", "search_ms", "rerank_ms")}}
+    return {"rss_bytes_before": before, "rss_bytes_at_rest": current_rss_bytes(), "methods": explorer.queries.methods,
+            "query_latency": latency, "queries": len(queries)}

@@ -149,7 +149,39 @@ def storage_section(name: str, result: dict) -> list[str]:
         lines.append(f"The explorer's service at rest after one query per method ({', '.join(e['methods'])}): "
                      f"{e['rss_bytes_at_rest'] / 2**20:.0f} MiB resident (the Python process with torch "
                      f"loaded: {e['rss_bytes_before'] / 2**20:.0f} MiB).")
+        lines += demo_latency_table(e)
     return lines + [f"Peak RSS of the measuring process: {result.get('peak_rss_bytes', 0) / 2**20:.0f} MiB.", ""]
+
+
+def demo_latency_table(explorer: dict) -> list[str]:
+    """One query through the explorer's query service, end to end, per method."""
+    latency = explorer.get("query_latency")
+    if not latency:
+        return []
+    lines = ["", f"Text-to-video latency through the query service ({explorer['queries']} queries after a first one; ms):",
+             "", "| method | p50 | p99 | encode p50 | stage 1 p50 | re-rank p50 |", "|---|---:|---:|---:|---:|---:|"]
+    return lines + [f"| {m} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['encode_ms_p50_ms']:.1f} | "
+                    f"{r['search_ms_p50_ms']:.2f} | {r['rerank_ms_p50_ms']:.2f} |" for m, r in latency.items()]
+
+
+def scale_section(name: str, result: dict) -> list[str]:
+    """One row per index size of the scale suite."""
+    lines = [f"## Index scale ({name}: {result['machine'].get('cpus', '?')} CPU cores)", "",
+             f"Real indexes of N synthetic moments ({result['frames']} frames x {result['dim']}-d, {result['vectors']}) "
+             f"built through the writer, {result['commit_every']} moments a commit; {result['queries']} queries. "
+             "Commit times are medians of 20 commits at the start and at the end of the same build; open is a fresh "
+             "process opening the index for search with its stored structure, first query included; latencies are "
+             "one query (stage 1, the re-rank for the re-ranking head, the hits looked up).", "",
+             "| N | structure | segments | commit first / at N (ms) | build (s) | prime meanp / re-rank head (s) "
+             "| open (s) | RSS (MB) | meanp p50 / p99 (ms) | re-rank head p50 / p99 (ms) | recall@10 | disk (GB) |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["by_size"]:
+        lines.append(f"| {r['size']:,} | {r['structure']} | {r['segments']} | {r['commit_ms_first']:.1f} / "
+                     f"{r['commit_ms']:.1f} | {r['build_s']:.0f} | {r['prime_s']:.0f} / {r['rerank_prime_s']:.0f} | "
+                     f"{r['open_s']:.2f} | {r['rss_mb']:,.0f} | {r['query_p50_ms']:.2f} / {r['query_p99_ms']:.2f} | "
+                     f"{r['rerank_p50_ms']:.1f} / {r['rerank_p99_ms']:.1f} | {r['recall_at_10']:.3f} | "
+                     f"{r['disk_bytes'] / 1e9:.2f} |")
+    return lines + [""]
 
 
 def suite_section(name: str, result: dict) -> list[str]:
@@ -162,6 +194,8 @@ def suite_section(name: str, result: dict) -> list[str]:
         return training_section(name, result)
     if "bytes_per_video" in result:
         return storage_section(name, result)
+    if "by_size" in result:
+        return scale_section(name, result)
     return []
 
 
