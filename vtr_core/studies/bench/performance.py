@@ -171,7 +171,9 @@ def scale_section(name: str, result: dict) -> list[str]:
              f"built through the writer, {result['commit_every']} moments a commit; {result['queries']} queries. "
              "Commit times are medians of 20 commits at the start and at the end of the same build; open is a fresh "
              "process opening the index for search with its stored structure, first query included; latencies are "
-             "one query (stage 1, the re-rank for the re-ranking head, the hits looked up).", "",
+             f"one query (stage 1, the re-rank for the re-ranking head, {result.get('rerank_method', '?')}, "
+             "the hits looked up)."
+             + (f" Note: {result['note']}." if result.get("note") else ""), "",
              "| N | structure | segments | commit first / at N (ms) | build (s) | prime meanp / re-rank head (s) "
              "| open (s) | RSS (MB) | meanp p50 / p99 (ms) | re-rank head p50 / p99 (ms) | recall@10 | disk (GB) |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

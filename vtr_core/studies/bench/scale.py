@@ -97,6 +97,7 @@ class ScaleBench:
     commit_every: int
     queries: int
     vectors: str = "clustered unit vectors; queries near random members"
+    rerank_method: str = RERANK_METHOD
     # one row per size; not named "rows": `bench report` reads that key as the query suite's
     by_size: list[ScaleRow] = field(default_factory=list)
     machine: dict = field(default_factory=machine)
