@@ -26,6 +26,7 @@ from vtr_core.explorer import explain_panels, panels
 from vtr_core.explorer.records import DSL_NOTE
 from vtr_core.explorer.results import results_table
 from vtr_core.explorer.service import Explorer
+from vtr_core.explorer.serving import serve_settings
 from vtr_core.resources import demo_index_dir
 
 log = logging.getLogger("vtr_core.app")
@@ -33,7 +34,8 @@ COLLECTION_CAPTIONS = "collection captions"
 TYPED_QUERIES = "my queries"
 NO_COMPARE = "none"
 # the library names its settings in errors (VtrError.setting); the page says which app flag sets them
-SETTING_HINTS = {"video_root": "start the app with --video-root DIR", "backbone": "--backbone"}
+SETTING_HINTS = {"video_root": "start the app with --video-root DIR", "backbone": "--backbone",
+                 "auth": "--auth USER:PASSWORD or $VTR_AUTH; --no-auth to serve without", "port": "--port"}
 # Explain tab: one slot per (panel kind, part); kinds always present are plain values, others toggle
 EXPLAIN_SLOTS = [("frames", "image", "frame-attention"), ("patches", "image", "patch-map"),
                  ("terms", "image", "terms"), ("gates", "image", "gates"), ("concepts", "text", "concepts"),
@@ -314,9 +316,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a folder whose subfolders the Collection tab may index (repeatable; the folders "
                              "already holding the collection's clips are always allowed)")
     parser.add_argument("--max-upload-mb", type=int, default=500, help="largest clip or corpus a browser may upload")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: this machine only; 0.0.0.0 exposes the app to the network)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default=None,
+                        help="address to listen on (default $GRADIO_SERVER_NAME, else 127.0.0.1: this machine only; "
+                             "0.0.0.0 exposes the app to the network and then needs --auth or --no-auth)")
+    parser.add_argument("--port", type=int, default=None, help="default $GRADIO_SERVER_PORT, else 7860")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="Gradio's login for every page (default $VTR_AUTH)")
+    parser.add_argument("--no-auth", action="store_true", help="serve beyond this machine without credentials")
     parser.add_argument("--share", action="store_true", help="a public Gradio share link (off by default)")
     return parser.parse_args(argv)
 
@@ -325,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
+        serving = serve_settings(args.host, args.port, args.auth, args.no_auth, args.share)
         explorer = Explorer(args.index, device=args.device, backbone=args.backbone, captions=args.captions,
                             workdir=args.workdir, video_roots=args.video_root, max_upload_bytes=args.max_upload_mb << 20)
     except VtrError as exc:
@@ -333,11 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     info = explorer.collection.info()
     print(f"explorer: {info.videos} clips, backbone {info.backbone} on {info.device}", file=sys.stderr)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach this machine can search and add clips",
-              file=sys.stderr)
+    if (args.share or not serving.loopback) and serving.auth is None:
+        print(f"warning: listening on {serving.host} without credentials (--no-auth): anyone who can reach this "
+              "machine can search and add clips", file=sys.stderr)
     demo = build(explorer)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+    demo.launch(server_name=serving.host, server_port=serving.port, share=args.share, auth=serving.auth,
                 allowed_paths=explorer.collection.media_roots(), max_file_size=f"{args.max_upload_mb}mb", show_error=True)
     return 0
 
