@@ -151,7 +151,10 @@ class Searcher:
     def candidate_states(self, moment_ids: Sequence[int]) -> State:
         """Full video states (patch states included) of a few moments: gathered from the store, or,
         for a head that keeps only coarse states there, computed from the moments' stored features."""
-        found = self.index.lookup(moment_ids)
+        return self._states_of(moment_ids, self.index.lookup(moment_ids))
+
+    def _states_of(self, moment_ids: Sequence[int], found: dict) -> State:
+        """`candidate_states` with the moments already looked up (a search looks its ids up once)."""
         locations = [(found[int(i)][0].segment, found[int(i)][0].row) for i in moment_ids]
         if not locations:
             return {}
@@ -193,12 +196,12 @@ class Searcher:
             coarse_rank = {int(i): r + 1 for r, i in enumerate(ids)}
             coarse_score = {int(i): float(s) for i, s in zip(ids, scores)}
             final = list(zip(ids.tolist(), scores.tolist(), [False] * len(ids)))
+            found = self.index.lookup(ids[: max(depth, top_k)].tolist())  # the candidates and every hit
             if depth > 0 and len(ids):
                 candidates = ids[:depth].tolist()
-                fine = self.head.similarity(select_rows(states, [q]), self.candidate_states(candidates))[0]
+                fine = self.head.similarity(select_rows(states, [q]), self._states_of(candidates, found))[0]
                 order = torch.argsort(fine, descending=True).tolist()
                 final = [(candidates[i], float(fine[i]), True) for i in order] + final[len(candidates):]
-            found = self.index.lookup([i for i, _, _ in final[:top_k]])
             results.append([
                 SearchHit(rank=r + 1, video_id=found[i][0].video_id, path=found[i][1], score=score,
                           coarse_rank=coarse_rank[i], coarse_score=coarse_score[i], reranked=reranked,
