@@ -8,19 +8,14 @@ under tests/artifacts/ (gitignored).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.app_server import running_app
+from tests.app_server import ARTIFACTS, Page, headless_chromium, running_app
 from tests.conftest import REPO, write_video
 
-ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 BIRD = "a purple bird gets knocked off a branch by a falling nut"  # a caption of bbb_02
 
 
@@ -56,18 +51,21 @@ def test_every_public_endpoint(app_url, tmp_path):
     gallery, hits, gallery_b, hits_b, timings = client.predict(BIRD, "eercf", "meanp", 5, api_name="/search")
     assert len(gallery) == 5 and all(os.path.getsize(item["image"]) > 0 for item in gallery)
     assert "bbb_02" in [row[1] for row in table(hits)] and [row[0] for row in table(hits)] == [1, 2, 3, 4, 5]
-    assert all(row[5] == "yes" for row in table(hits)) and "stage 1: #" in gallery[0]["caption"]
+    assert all(row[7] == "yes" for row in table(hits)) and "stage 1: #" in gallery[0]["caption"]
+    # every demo clip is one moment, the whole file: the card names the clip alone, the table its range
+    assert all(row[2] == 0.0 and row[3] > 0 for row in table(hits))
+    assert gallery[0]["caption"].startswith(f"#1 {table(hits)[0][1]} · ")
     assert len(gallery_b) == 5 and "bbb_02" in [row[1] for row in table(hits_b)]
     assert "eercf" in timings and "meanp" in timings
     with pytest.raises(AppError, match="empty query"):
         client.predict("  ", "meanp", "none", 5, api_name="/search")
 
     clip = write_video(tmp_path / "upload.mp4", num_frames=40, seed=5)
-    summary, rows = client.predict(handle_file(str(clip)), None, "meanp", None, 6, api_name="/captions")
-    assert "ranked for" in summary and len(table(rows)) == 6
+    summary, rows, timeline = client.predict(handle_file(str(clip)), None, "meanp", None, 6, api_name="/captions")
+    assert "ranked for" in summary and len(table(rows)) == 6 and not timeline["visible"]  # a short clip: one moment
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("a purple bird on a branch\na car on a road\n")
-    _, rows = client.predict(None, "bbb_02", "s3ma", handle_file(str(corpus)), 6, api_name="/captions")
+    _, rows, _ = client.predict(None, "bbb_02", "s3ma", handle_file(str(corpus)), 6, api_name="/captions")
     assert [row[1] for row in table(rows)] == ["a purple bird on a branch", "a car on a road"]
     for name, text, message in (("corpus.csv", "a,b\n", "Invalid file type"),
                                 ("corpus.jsonl", "{oops\n", "corpus.jsonl, line 1: not valid JSON")):
@@ -108,42 +106,16 @@ def test_every_public_endpoint(app_url, tmp_path):
 
 
 # -- the browser ------------------------------------------------------------------------------------
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture
 def browser():
-    if not chromium() or not CHROMEDRIVER.is_file():
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+    yield from headless_chromium()
 
 
 def test_browser_drives_every_view(app_url, browser, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    wait = WebDriverWait(browser, 90, poll_frequency=0.3)
-
-    def css(selector: str):
-        return browser.find_elements(By.CSS_SELECTOR, selector)
-
-    def loaded_images(selector: str) -> list:
-        return [i for i in css(selector) if int(i.get_attribute("naturalWidth") or 0) > 0]
-
-    def open_tab(name: str) -> None:
-        browser.find_element(By.XPATH, f"//button[@role='tab' and contains(., '{name}')]").click()
+    page = Page(browser)
+    wait, css, loaded_images, open_tab = page.wait, page.css, page.loaded_images, page.open_tab
 
     browser.get(app_url)
     wait.until(lambda _: css("#query textarea"))
@@ -159,8 +131,8 @@ def test_browser_drives_every_view(app_url, browser, tmp_path):
     wait.until(lambda _: len(loaded_images("#gallery-a img")) >= 8 and len(loaded_images("#gallery-b img")) >= 8)
     assert "bbb_02" in browser.find_element(By.ID, "table-a").text
     assert "stage-1 rank" in browser.find_element(By.ID, "table-b").text
-    loaded_images("#gallery-a img")[0].click()
-    wait.until(lambda _: [v for v in css("#player video") if (v.get_attribute("src") or "").endswith(".mp4")])
+    loaded_images("#gallery-a img")[0].click()  # a whole-clip moment plays from the start
+    wait.until(lambda _: [v for v in css("#player video") if ".mp4#t=0.000" in (v.get_attribute("src") or "")])
     browser.save_screenshot(str(ARTIFACTS / "text_to_video.png"))
 
     # video to text: upload a generated clip
@@ -188,18 +160,14 @@ def test_browser_drives_every_view(app_url, browser, tmp_path):
     browser.find_element(By.ID, "dsl-btn").click()
     wait.until(lambda _: loaded_images("#dsl-before img") and loaded_images("#dsl-after img"))
     assert "rank before" in browser.find_element(By.ID, "dsl-changes").text
-    browser.execute_script("document.getElementById('dsl-before').scrollIntoView()")
-    time.sleep(0.5)
-    browser.save_screenshot(str(ARTIFACTS / "dsl.png"))
+    page.shot("dsl", scroll_to="dsl-before")
     browser.find_element(By.ID, "dsl-before").screenshot(str(ARTIFACTS / "dsl_before.png"))
 
     # s3ma shows its concepts; the collection and results tabs show what is indexed and measured
     next(label for label in css("#explain-method label") if label.text.strip() == "s3ma").click()
     browser.find_element(By.ID, "explain-btn").click()
     wait.until(lambda _: loaded_images("#concept-map img") and "shared" in browser.find_element(By.ID, "concepts").text)
-    browser.execute_script("document.getElementById('concepts').scrollIntoView()")
-    time.sleep(0.5)
-    browser.save_screenshot(str(ARTIFACTS / "concepts.png"))
+    page.shot("concepts", scroll_to="concepts")
     open_tab("Collection")
     wait.until(lambda _: "clips" in browser.find_element(By.ID, "collection-info").text)
     # the page shows the collection as it is now (the endpoint test may have added clips)

@@ -134,7 +134,7 @@ def test_odd_queries_get_results(client, query, method):
     _, hits, *_ = client.predict(query, method, "none", 5, api_name="/search")
     rows = hits["data"] if isinstance(hits, dict) else hits
     assert [row[0] for row in rows] == [1, 2, 3, 4, 5]
-    scores = [float(row[2]) for row in rows]
+    scores = [float(row[4]) for row in rows]
     assert scores == sorted(scores, reverse=True) and all(np.isfinite(scores))
 
 

@@ -2,8 +2,9 @@
 
 What counts as good: any file with a video extension that decodes as video, whatever its name,
 length or frame size. A one-frame clip (its frame repeats 12 times), an 8K clip (decoded at a
-reduced size) and a two-hour clip (sampled by seeking) are indexed; an mp4 named .avi or .mov is
-indexed too (ffmpeg probes the content, not the name). A video named .txt is not a video path:
+reduced size) and a two-hour clip (cut into moments in one pass) are indexed, and so is a file cut
+short while streamed, up to the cut, with a one-line warning; an mp4 named .avi or .mov is indexed
+too (ffmpeg probes the content, not the name). A video named .txt is not a video path:
 the scan ignores it. Everything else with a video extension is skipped with one line naming the
 file and the reason, and the CLI exits 1.
 
@@ -40,12 +41,15 @@ from vtr_core.video import read_video
 FRAMES = 12
 EIGHT_K = (7680, 4320)
 TWO_HOURS_S = 7200
+# the two-hour file changes scene at every frame: shots would make 1,665 moments; 20-minute
+# windows keep its encoding to 6 moments (the segmentation itself is tested in test_moments_video)
+MOMENTS = "window:1200/1200"
 
-GOOD = {"clip", "really_mp4", "also_mp4", "one_frame", "eight_k", "two_hours"}
+GOOD = {"clip", "really_mp4", "also_mp4", "one_frame", "eight_k", "two_hours", "cut_stream"}
+WARNED = {"cut_stream.mp4": "cut short: decoded"}  # index first (faststart), frames cut short: indexed up to the cut
 BAD = {  # file name -> what its one line must say
     "empty.mp4": "empty file (0 bytes)",
     "truncated.mp4": "truncated or corrupt video",  # cut before the mp4 index (moov) was written
-    "cut_stream.mp4": "truncated or corrupt video",  # index first (faststart), frames cut short
     "text.mp4": "not a readable video",
     "audio_only.mp4": "no video stream (audio only)",
     "locked.mp4": "permission denied",  # a good video nobody may read
@@ -107,27 +111,38 @@ def check_failed_lines(failed: list[tuple[str, str]], folder: Path) -> None:
         assert "\n" not in reason and "Traceback" not in reason and len(reason) < len(str(folder)) + 120
 
 
+def check_warning_lines(warnings: list[str], folder: Path) -> None:
+    assert len(warnings) == len(WARNED), warnings
+    for line, (name, says) in zip(sorted(warnings), sorted(WARNED.items())):
+        assert line.startswith(f"{folder / name}: {says}") and "\n" not in line, line
+
+
 def test_index_folder_skips_each_bad_file_and_indexes_every_good_one(workspace, lite_backbone):
     folder, index_dir = workspace / "videos", workspace / "idx-library"
     with permissions_apply():
         with pytest.raises(PermissionError), open(folder / "locked.mp4", "rb"):  # the override is off: chmod 000 binds
             pass
-        report = index_folder(folder, index_dir, lite_backbone, num_frames=FRAMES)
+        report = index_folder(folder, index_dir, lite_backbone, num_frames=FRAMES, moments=MOMENTS)
         rerun = index_folder(folder, index_dir, lite_backbone, num_frames=FRAMES)
     assert set(report.added) == GOOD and not report.updated
     assert report.aliases == [str(folder / "alias.mp4")] and "1 links to files already indexed" in report.summary()
     check_failed_lines(report.failed, folder)
+    check_warning_lines(report.warnings, folder)
 
     index = VideoIndex.open(index_dir, backbone_id=lite_backbone.id)
     assert {v.video_id for v in index.videos} == GOOD
-    assert index.frame_features().shape == (len(GOOD), FRAMES, lite_backbone.embed_dim)
+    assert index.frame_features().shape == (len(GOOD) + 5, FRAMES, lite_backbone.embed_dim)  # two_hours: 6 moments
     assert index.patch_tokens([0]).shape == (1, FRAMES, 49, lite_backbone.embed_dim)
     record = {v.video_id: v for v in index.videos}
     assert (record["eight_k"].width, record["eight_k"].height) == EIGHT_K
     long = record["two_hours"]
     assert long.num_source_frames == TWO_HOURS_S and long.duration_s == pytest.approx(TWO_HOURS_S, abs=1)
-    # 12 samples spread over the two hours: segment centres 300 s, 900 s, ... 6,900 s
-    np.testing.assert_allclose(index.moments[index.row_of("two_hours")].frame_times_s, (np.arange(FRAMES) + 0.5) * TWO_HOURS_S / FRAMES, atol=1)
+    # six 20-minute moments, 12 samples in each: segment centres 50 s, 150 s, ... 7,150 s
+    moments = [index.moments[row] for row in index.rows_of("two_hours")]
+    assert [(m.start_s, m.end_s) for m in moments] == [(1200.0 * k, 1200.0 * (k + 1)) for k in range(6)]
+    np.testing.assert_allclose([t for m in moments for t in m.frame_times_s], (np.arange(6 * FRAMES) + 0.5) * 100, atol=1)
+    cut = record["cut_stream"]  # 6 s written, 60% of the bytes kept: about the first 3.5 s decode
+    assert 1.0 < cut.duration_s < 5.0 and index.moments[index.row_of("cut_stream")].end_s == cut.duration_s
     one = index.frame_features([index.row_of("one_frame")])[0]
     assert record["one_frame"].num_source_frames == 1 and np.allclose(one, one[0], atol=1e-3)  # one frame, 12 times
     clip = index.frame_features([index.row_of("clip")])[0]
@@ -139,7 +154,7 @@ def test_index_folder_skips_each_bad_file_and_indexes_every_good_one(workspace, 
         np.testing.assert_allclose(index.frame_features([index.row_of(video_id)])[0], alone, atol=2e-3)
 
     # the rerun: good files unchanged (nothing rewritten), bad ones reported again
-    assert rerun.added == [] and rerun.updated == [] and rerun.unchanged == len(GOOD)
+    assert rerun.added == [] and rerun.updated == [] and rerun.unchanged == len(GOOD) and rerun.warnings == []
     check_failed_lines(rerun.failed, folder)
     assert VideoIndex.open(index_dir).generation == index.generation
 
@@ -154,7 +169,7 @@ RUN_CLI_UNDER_PERMISSIONS = (
 def run_cli(folder: Path, index_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", RUN_CLI_UNDER_PERMISSIONS, "index", str(folder), "--index", str(index_dir),
-         "--backbone", "lite", "--device", "cpu", "--quiet"],
+         "--backbone", "lite", "--device", "cpu", "--moments", MOMENTS, "--quiet"],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
 
@@ -167,6 +182,11 @@ def test_cli_prints_one_line_per_bad_file_and_exits_1(workspace):
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         skipped = [line.removeprefix("skipped: ") for line in result.stderr.splitlines() if line.startswith("skipped: ")]
         check_failed_lines([(line.split(": ", 1)[0], line) for line in skipped], folder)
+        warned = [line.removeprefix("warning: ") for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        if run == 0:
+            check_warning_lines(warned, folder)
+        else:
+            assert warned == []  # unchanged on the rerun: nothing decoded, nothing to warn about
         done = f"indexed {len(GOOD)} new" if run == 0 else f"indexed 0 new and 0 changed videos, {len(GOOD)} unchanged"
         assert done in result.stdout and f"{len(BAD)} failed" in result.stdout, result.stdout
     assert {v.video_id for v in VideoIndex.open(index_dir).videos} == GOOD

@@ -129,7 +129,7 @@ backbone = create_backbone("lite", "cpu")
 
 
 def run(job):
-    around(decoding, "read_video", "decode")
+    around(decoding, "read_moments", "decode")
     around(backbone, "encode_frames", "encode")
     around(vsegments, "_save", "segment_array")
     around(vsegments, "write_synced", "strip")

@@ -72,15 +72,16 @@ def test_decode_workers_in_processes_match_threads(tmp_path):
     for i in range(3):
         paths.append(write_video(tmp_path / f"v{i}.mp4", num_frames=15, seed=i))
     (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
-    jobs = [(p, p.stem, 4) for p in [paths[0], tmp_path / "bad.mp4", *paths[1:]]]
+    jobs = [(p, p.stem, 4, "shots") for p in [paths[0], tmp_path / "bad.mp4", *paths[1:]]]
     threads = list(decode_ahead(jobs, workers=2, processes=False))
     processes = list(decode_ahead(jobs, workers=2, processes=True))
     assert [d.video_id for d in processes] == ["v0", "bad", "v1", "v2"]  # in order, failures included
-    assert processes[1].error.startswith(str(tmp_path / "bad.mp4")) and processes[1].sampled is None
+    assert processes[1].error.startswith(str(tmp_path / "bad.mp4")) and processes[1].moments == []
     for a, b in zip(threads, processes):
-        assert (a.sha256, a.strip_jpeg, a.error) == (b.sha256, b.strip_jpeg, b.error)
-        if a.sampled is not None:
-            np.testing.assert_array_equal(a.sampled.frames, b.sampled.frames)
+        assert (a.sha256, a.strips, a.error, a.streamed) == (b.sha256, b.strips, b.error, b.streamed)
+        assert len(a.moments) == len(b.moments) == (0 if a.error else 1)  # short clips: one moment each
+        for x, y in zip(a.moments, b.moments):
+            np.testing.assert_array_equal(x.frames, y.frames)
 
 
 def test_index_folder_with_process_workers_and_commit_interval(tmp_path, lite_backbone):

@@ -4,7 +4,8 @@ Thin: parses arguments, shows progress, prints results; the work is done by the 
 `VtrError` (bad input) is printed as one line `error: ...` with exit status 2.
 
 Modules: `parser` (the arguments of every command), `collection` (index, search, info, remove),
-`training` (train, eval, report, accuracy), `studies` (bench), `progress` (the progress bar).
+`training` (train, eval, report, accuracy), `studies` (bench), `moments` (build-moments, eval-moments),
+`progress` (the progress bar).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ __all__ = ["SETTING_FLAGS", "build_parser", "main"]
 
 # the library names its settings in errors (VtrError.setting); the command line names its flags
 SETTING_FLAGS = {"backbone": "--backbone", "num_frames": "--frames", "faiss_factory": "--faiss",
-                 "store_patches": "--no-patches", "checkpoint": "--checkpoint / --zero-shot", "output": "--output"}
+                 "store_patches": "--no-patches", "checkpoint": "--checkpoint / --zero-shot", "output": "--output",
+                 "moments": "--moments", "moment_spec": "--moments"}
 
 
 def _set_up_logging() -> None:

@@ -31,6 +31,7 @@ def _index(args: argparse.Namespace, job: TorchrunJob | None) -> int:
     from vtr_core.backbones import create_backbone
     from vtr_core.index import FORMAT_VERSION, VideoIndex, upgrade_index
     from vtr_core.indexing import index_folder, index_folder_sharded
+    from vtr_core.video.moments import MomentPolicy
 
     lead = job is None or job.rank == 0  # the one process that reports
     device = job.device if job else args.device
@@ -41,7 +42,8 @@ def _index(args: argparse.Namespace, job: TorchrunJob | None) -> int:
         job.barrier()  # the other ranks read the index once it is converted
     if VideoIndex.exists(args.index):
         check_settings(VideoIndex.open(args.index).header, f"index {args.index}", num_frames=args.frames,
-                       faiss_factory=args.faiss)  # immediate: before the backbone loads
+                       faiss_factory=args.faiss, moment_spec=args.moments and MomentPolicy.parse(args.moments).spec)
+        # immediate: before the backbone loads
         index, backbone = open_with_backbone(args.index, args.backbone, device)
         frames = args.frames or index.header.num_frames
         store_patches = index.header.store_patches and not args.no_patches
@@ -52,7 +54,7 @@ def _index(args: argparse.Namespace, job: TorchrunJob | None) -> int:
         shards = f"; {job.world} processes, one shard each" if job else ""
         print(f"backbone: {backbone.spec} ({backbone.id}) on {backbone.device}{shards}", file=sys.stderr)
     settings = {"num_frames": frames, "store_patches": store_patches, "faiss_factory": faiss_factory,
-                "prune": args.prune, "batch_frames": args.batch_frames,
+                "moments": args.moments, "prune": args.prune, "batch_frames": args.batch_frames,
                 "decode_workers": args.workers or (job.decode_workers() if job else None),  # ranks share the cores
                 "progress": None if args.quiet or not lead else progress_bar("indexing")}
     if job:
@@ -64,6 +66,8 @@ def _index(args: argparse.Namespace, job: TorchrunJob | None) -> int:
         return 1 if report.failed else 0
     for path, reason in report.failed:
         print(f"skipped: {reason}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(report.summary())
     if args.report:
         fields = report.__dict__ | {"videos_per_second": report.videos_per_second}
@@ -86,6 +90,7 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from vtr_core.methods import best_shipped_method, read_checkpoint, resolve_head
+    from vtr_core.retrieval.moment_hits import time_range
     from vtr_core.retrieval.search import Searcher
 
     queries = _queries(args)
@@ -98,7 +103,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"backbone: {backbone.spec} on {backbone.device}; "
               f"index: {index.num_videos} videos, {len(index)} moments; "
               f"method: {method} ({source})", file=sys.stderr)
-    results = Searcher(index, backbone, head).search(queries, top_k=args.top_k, rerank_top_k=args.rerank_top_k)
+    results = Searcher(index, backbone, head).search(queries, top_k=args.top_k, rerank_top_k=args.rerank_top_k,
+                                                     per_video=args.per_video, merge=not args.no_merge)
     for query, hits in zip(queries, results):
         if args.json:
             print(json.dumps({"query": query, "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
@@ -106,7 +112,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"\n{query}")
             for hit in hits:
                 moved = f"  (stage 1: #{hit.coarse_rank})" if hit.reranked else ""
-                print(f"  {hit.rank:3d}. {hit.score:7.4f}  {hit.video_id} [{hit.start_s:.1f}-{hit.end_s:.1f} s]  "
+                print(f"  {hit.rank:3d}. {hit.score:7.4f}  {hit.video_id} {time_range(hit.start_s, hit.end_s)}  "
                       f"{hit.path}{moved}")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vtr_core.cli.collection import cmd_index, cmd_info, cmd_remove, cmd_search, cmd_upgrade
+from vtr_core.cli.moments import cmd_build_moments, cmd_eval_moments
 from vtr_core.cli.studies import cmd_bench
 from vtr_core.cli.training import cmd_accuracy, cmd_eval, cmd_report, cmd_train
 
@@ -13,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vtr_core", description="Video-text retrieval explorer")
     sub = parser.add_subparsers(dest="command", required=True)
     for add_command in (_add_index, _add_search, _add_eval, _add_train, _add_report, _add_accuracy, _add_bench,
-                        _add_remove, _add_upgrade, _add_info):
+                        _add_build_moments, _add_eval_moments, _add_remove, _add_upgrade, _add_info):
         add_command(sub)
     return parser
 
@@ -43,6 +44,10 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames sampled uniformly per video (default 12)")
     p.add_argument("--no-patches", action="store_true", help="do not store patch tokens (about 40x smaller)")
     p.add_argument("--faiss", default=None, help="faiss factory string for the coarse index (default auto: Flat below 20,000 videos, then HNSW32, then IVF-PQ with an exact re-score, by size and memory)")
+    p.add_argument("--moments", default=None,
+                   help="how videos over 32 s are cut into moments: window:LEN/STRIDE (fixed overlapping windows) "
+                        "or shots[:MIN/MAX] (shot boundaries; shots under MIN seconds merged, over MAX cut into "
+                        "windows); a video up to 32 s stays one moment (default: the index's own, or window:12/6)")
     p.add_argument("--prune", action="store_true", help="remove indexed videos that are no longer on disk")
     p.add_argument("--batch-frames", type=int, default=None, help="frames per encoder batch")
     p.add_argument("--workers", type=int, default=None,
@@ -53,7 +58,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="text-to-video search")
+    p = sub.add_parser("search", help="text-to-moment search: ranked time ranges of videos")
     p.add_argument("query", nargs="?")
     _index_args(p, None)
     p.add_argument("--queries", help="file with one query per line")
@@ -63,6 +68,10 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="head checkpoint (default: the shipped one for this method and backbone)")
     p.add_argument("--zero-shot", action="store_true", help="an untrained head")
     p.add_argument("--rerank-top-k", type=int, default=None, help="stage-2 candidates (default: the method's)")
+    p.add_argument("--per-video", action="store_true", help="each video's best range only")
+    p.add_argument("--no-merge", action="store_true",
+                   help="list every moment on its own (default: adjacent or overlapping hits of a video are merged "
+                        "into one range, with the best score)")
     p.add_argument("--json", action="store_true", help="one JSON line per query")
     p.set_defaults(func=cmd_search)
 
@@ -156,6 +165,45 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bench-dir", default="docs/bench", help="report: where the suites' JSON files are")
     p.add_argument("--docs", default="docs")
     p.set_defaults(func=cmd_bench)
+
+
+
+def _add_build_moments(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build-moments",
+                       help="join the clips of a split into long videos with ground-truth ranges (for eval-moments)")
+    p.add_argument("--data", required=True, help="MSR-VTT folder, or a folder of videos with captions.jsonl")
+    p.add_argument("--split", default="test300", help="test300 (reporting) | train700 (tuning) | val | train | 1kA")
+    p.add_argument("--out", required=True, help="the benchmark folder (outside the repository: derived from the data)")
+    p.add_argument("--clips-per-video", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="of the clip order")
+    p.add_argument("--max-videos", type=int, default=None, help="build only the first long videos (quick checks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_build_moments)
+
+
+def _add_eval_moments(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-moments", help="long-video moment retrieval: TVR's R@1/R@5 at tIoU 0.5/0.7 per method "
+                                            "and moment policy, beside each head's clip-level R@1")
+    p.add_argument("benchmark", help="a folder made by build-moments")
+    p.add_argument("--moments", action="append", metavar="POLICY",
+                   help="moment policy, as index --moments; repeat to compare several in one run (default: window:12/6)")
+    p.add_argument("--methods", default="meanp,s3ma,eercf,camoe", help="comma-separated")
+    p.add_argument("--backbone", default="lite", help="lite | clip:ARCH/PRETRAINED_OR_PATH")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--frames", type=int, default=12, help="frames per moment")
+    p.add_argument("--zero-shot", action="store_true", help="untrained heads (default: the shipped trained ones)")
+    p.add_argument("--top-k", type=int, default=5, help="ranges per query, after merging")
+    p.add_argument("--no-merge", action="store_true",
+                   help="score every moment on its own (default: adjacent hits of a video merged, as search does)")
+    p.add_argument("--index-root", help="where each policy's index is kept and reused (default BENCHMARK/indexes)")
+    p.add_argument("--ceiling", choices=["compute", "results", "none"], default="compute",
+                   help="clip-level R@1: computed on the same clips (default), read from docs/results.json, or none")
+    p.add_argument("--results", help="the results.json for --ceiling results (default: the shipped one)")
+    p.add_argument("--cache", default=None, help="feature cache folder for the computed ceiling")
+    p.add_argument("--json", help="write the run here (e.g. docs/bench/moments-lite.json)")
+    p.add_argument("--hits", help="write every query's ranked hits here (JSON lines)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval_moments)
 
 
 def _add_remove(sub: argparse._SubParsersAction) -> None:

@@ -27,7 +27,7 @@ from vtr_core.backbones import Backbone
 from vtr_core.errors import VideoError, VtrError
 from vtr_core.explorer.corpus import CaptionCorpus, find_collection_captions, load_corpus
 from vtr_core.explorer.records import CollectionInfo
-from vtr_core.index import VideoIndex
+from vtr_core.index import VideoIndex, VideoRecord
 from vtr_core.indexing import IndexReport, index_folder, scan_videos
 from vtr_core.resources import bundled_dir
 from vtr_core.storage import atomic_write_json, cache_dir, file_sha256
@@ -52,10 +52,12 @@ class CollectionService:
                  video_roots: Sequence[str | os.PathLike] = (), max_upload_bytes: int = MAX_UPLOAD_BYTES):
         self.source_dir = Path(source_dir).resolve()
         self.backbone, self.device = backbone, str(device)
-        self.read_only = self.source_dir.is_relative_to(bundled_dir().resolve()) or not os.access(self.source_dir, os.W_OK)
+        self.read_only = (self.source_dir.is_relative_to(bundled_dir().resolve())
+                          or not os.access(self.source_dir, os.W_OK))
         root = Path(workdir) if workdir else cache_dir() / "explorer"
         if self.read_only:
-            self.user_dir = root / f"{self.source_dir.name}-{hashlib.sha256(str(self.source_dir).encode()).hexdigest()[:8]}"
+            digest = hashlib.sha256(str(self.source_dir).encode()).hexdigest()[:8]
+            self.user_dir = root / f"{self.source_dir.name}-{digest}"
             self.uploads_dir = self.user_dir / "uploads"
         else:
             self.user_dir = self.source_dir
@@ -95,6 +97,13 @@ class CollectionService:
         except KeyError:
             raise VtrError(f"no clip {video_id!r} in the collection") from None
 
+    def video(self, index: VideoIndex, video_id: str) -> VideoRecord:
+        """A clip's record, or a one-line error naming it."""
+        try:
+            return index.video(video_id)
+        except KeyError:
+            raise VtrError(f"no clip {video_id!r} in the collection") from None
+
     def video_ids(self) -> list[str]:
         return [v.video_id for v in self.index.videos]
 
@@ -107,7 +116,7 @@ class CollectionService:
         return split_strip(strip, index.header.num_frames)
 
     def thumbnail(self, index: VideoIndex, row: int) -> Image.Image:
-        """The middle sampled frame of a clip (cached)."""
+        """The middle sampled frame of a moment (cached)."""
         moment = index.moments[row]
         key = (str(index.directory), moment.segment, moment.row)
         with self._lock:
@@ -253,10 +262,11 @@ class CollectionService:
         info = index.describe()
         return CollectionInfo(
             index_dir=str(index.directory), source_dir=str(self.source_dir), uploads_dir=str(self.uploads_dir),
-            read_only_source=self.read_only, videos=len(index), generation=index.generation,
+            read_only_source=self.read_only, videos=index.num_videos, generation=index.generation,
             backbone=info["backbone"], backbone_id=info["backbone_id"], device=self.device,
             frames=info["frames"], embed_dim=info["embed_dim"], patches_per_frame=info["patches_per_frame"],
             disk_bytes=info["disk_bytes"], captions=str(self.captions_path or ""),
+            moments=index.num_moments, moment_policy=index.header.moment_spec,
         )
 
     def media_roots(self) -> list[str]:

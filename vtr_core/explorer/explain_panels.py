@@ -28,6 +28,12 @@ class Rendered:
     text: str = ""
 
 
+def video_time(seconds: float) -> str:
+    """`1:23.4`: a frame's time in its video, to the tenth (frames of one moment are close)."""
+    minutes, secs = divmod(max(0.0, round(float(seconds), 1)), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
 def frames_panel(view: ExplainView) -> FramesPanel:
     """The head's frame panel, or uniform weights when it gave none."""
     count = len(view.frames)
@@ -35,10 +41,11 @@ def frames_panel(view: ExplainView) -> FramesPanel:
 
 
 def render_frames(view: ExplainView, panel: FramesPanel) -> Rendered:
-    """The sampled frames with the head's weight of each (and any other per-frame numbers)."""
-    labels = [f"{t:.1f} s" for t in view.frame_times_s]
+    """The moment's sampled frames, each labelled with its time in the video, with the head's
+    weight of each (and any other per-frame numbers)."""
+    labels = [video_time(t) for t in view.frame_times_s]
     series = [(name, values) for name, values in panel.series.items() if len(values) == len(view.frames)]
-    return Rendered(plots.frame_bars(view.frames, series, labels, title=f"Frames of {view.video_id}: {panel.title}"))
+    return Rendered(plots.frame_bars(view.frames, series, labels, title=f"Frames of {view.label}: {panel.title}"))
 
 
 def best_frame(view: ExplainView) -> int:
@@ -56,7 +63,7 @@ def render_patches(view: ExplainView, panel: PatchesPanel, frame: int | None = N
     overlay = plots.patch_overlay(view.frames[frame], weights, view.patch_grid, size=256)
     plain = plots.patch_overlay(view.frames[frame], np.zeros(len(weights)), view.patch_grid, size=256, alpha=0.0)
     return Rendered(plots.titled(plots.hstack([plain, overlay]),
-                                 f"frame {frame + 1} at {view.frame_times_s[frame]:.1f} s: {source}"))
+                                 f"frame {frame + 1} at {video_time(view.frame_times_s[frame])}: {source}"))
 
 
 def term_rows(view: ExplainView) -> list[list]:
@@ -93,11 +100,11 @@ def render_concepts(view: ExplainView, panel: ConceptsPanel) -> Rendered:
         lines.append(f"- **{label}**: {_concept_list(items)}")
     for i, items in enumerate(panel.frames):
         time_s = view.frame_times_s[i] if i < len(view.frame_times_s) else 0.0
-        lines.append(f"- frame {i + 1} ({time_s:.1f} s): {_concept_list(items)}")
+        lines.append(f"- frame {i + 1} ({video_time(time_s)}): {_concept_list(items)}")
     image = None
     if panel.frame_map.get("values"):
         values = np.asarray(panel.frame_map["values"], float)
-        rows = [f"frame {i + 1} ({t:.1f} s)" for i, t in enumerate(view.frame_times_s[: len(values)])]
+        rows = [f"frame {i + 1} ({video_time(t)})" for i, t in enumerate(view.frame_times_s[: len(values)])]
         image = plots.heat_map(values, rows, panel.frame_map["labels"], title="concept activation per frame",
                                cell=26, label_width=120, show_values=False)
     return Rendered(image, "\n".join(lines))

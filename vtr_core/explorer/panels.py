@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from vtr_core.explorer import plots
-from vtr_core.explorer.records import CollectionInfo, DslView, TextToVideo, VideoToText
+from vtr_core.explorer.records import CollectionInfo, DslView, MomentSpan, TextToVideo, Timeline, VideoToText
+from vtr_core.retrieval.moment_hits import time_range
 
 
 class ImageFiles:
@@ -63,20 +64,36 @@ class ImageFiles:
 
 
 def gallery_items(result: TextToVideo) -> list[tuple[Image.Image, str]]:
-    """(thumbnail, caption) per hit: rank, clip, score and, after a re-rank, the stage-1 rank."""
+    """(thumbnail of the range's best moment, caption) per hit: rank, clip and range (the id alone
+    for a range covering its whole file), score and, after a re-rank, the stage-1 rank."""
     items = []
     for hit in result.hits:
         moved = f" · stage 1: #{hit.coarse_rank}" if hit.reranked else ""
-        items.append((hit.thumbnail, f"#{hit.rank} {hit.video_id} · {hit.score:.3f}{moved}"))
+        items.append((hit.thumbnail, f"#{hit.rank} {hit.label} · {hit.score:.3f}{moved}"))
     return items
 
 
-HIT_COLUMNS = ["rank", "clip", "score", "stage-1 rank", "stage-1 score", "re-ranked"]
+HIT_COLUMNS = ["rank", "clip", "start (s)", "end (s)", "score", "stage-1 rank", "stage-1 score", "re-ranked"]
+CLIP_COLUMN, START_COLUMN, END_COLUMN = 1, 2, 3  # where a clicked row's clip and range are read
 
 
 def hit_rows(result: TextToVideo) -> list[list]:
-    return [[h.rank, h.video_id, round(h.score, 4), h.coarse_rank, round(h.coarse_score, 4), "yes" if h.reranked else ""]
-            for h in result.hits]
+    return [[h.rank, h.video_id, round(h.start_s, 2), round(h.end_s, 2), round(h.score, 4), h.coarse_rank,
+             round(h.coarse_score, 4), "yes" if h.reranked else ""] for h in result.hits]
+
+
+def moment_choices(spans: list[MomentSpan], first: tuple[str, int] | None = None) -> list[tuple[str, int]]:
+    """(label, moment id) per moment, numbered (short shots can share a rounded range), after `first`."""
+    return ([first] if first else []) + [(f"{i + 1}. {span.label}", span.moment_id) for i, span in enumerate(spans)]
+
+
+def timeline_chart(timeline: Timeline) -> Image.Image:
+    """The query's score over the video: one step per moment, the best in red."""
+    points = timeline.points
+    return plots.timeline([(p.start_s, p.end_s, p.score) for p in points], timeline.duration_s, timeline.best,
+                          title=f"{timeline.method}: score of the query over {timeline.video_id} "
+                                f"({len(points)} moment{'s' if len(points) != 1 else ''}, best "
+                                f"{time_range(points[timeline.best].start_s, points[timeline.best].end_s)})")
 
 
 def timings_text(result: TextToVideo) -> str:
@@ -87,15 +104,29 @@ def timings_text(result: TextToVideo) -> str:
 
 
 CAPTION_COLUMNS = ["rank", "caption", "score", "written for"]
+TIMELINE_COLUMNS = ["moment", "start (s)", "end (s)", "best caption", "score", "next captions"]
 
 
 def caption_rows(result: VideoToText) -> list[list]:
     return [[h.rank, h.caption, round(h.score, 4), h.video_id] for h in result.hits]
 
 
+def caption_timeline_rows(result: VideoToText) -> list[list]:
+    """One row per moment of a clip of several: its range and best captions (none for one moment)."""
+    return [[i + 1, round(m.moment.start_s, 2), round(m.moment.end_s, 2), m.hits[0].caption, round(m.hits[0].score, 4),
+             " / ".join(h.caption for h in m.hits[1:])] for i, m in enumerate(result.timeline)]
+
+
 def caption_summary(result: VideoToText) -> str:
-    return (f"{result.corpus_size} captions of *{result.corpus}* ranked for **{result.video}** with "
-            f"{result.method} in {1e3 * result.seconds:.0f} ms")
+    moment = ""
+    if result.moment is not None and not result.whole:
+        moment = f" {result.moment.label}"
+        if result.timeline:
+            which = "as asked" if result.asked else "the moment whose best caption scores highest"
+            moment += f" ({which}, of {len(result.timeline)} moments)"
+    warning = f"  \n*{result.warning}*" if result.warning else ""
+    return (f"{result.corpus_size} captions of *{result.corpus}* ranked for **{result.video}**{moment} with "
+            f"{result.method} in {1e3 * result.seconds:.0f} ms{warning}")
 
 
 def _short(text: str, limit: int = 38) -> str:
@@ -129,7 +160,8 @@ def change_rows(view: DslView) -> list[list]:
 def info_text(info: CollectionInfo) -> str:
     copy = "" if info.index_dir == info.source_dir else f" (a user copy of `{info.source_dir}`)"
     return "\n".join([
-        (f"**{info.videos} clips** · backbone `{info.backbone}` (`{info.backbone_id}`) on **{info.device}** · "
+        (f"**{info.videos} clips** ({info.moments} moments, cut by `{info.moment_policy}`) · "
+         f"backbone `{info.backbone}` (`{info.backbone_id}`) on **{info.device}** · "
          f"{info.frames} frames per clip · {info.embed_dim}-d · {info.patches_per_frame} patches per frame · "
          f"{info.disk_bytes / 1e6:.1f} MB on disk · generation {info.generation}"),
         "",

@@ -11,6 +11,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vtr_core.retrieval.moment_hits import clock
+
 # viridis at 6 stops; values in [0, 1] are interpolated between them
 _STOPS = np.array([[68, 1, 84], [65, 68, 135], [42, 120, 142], [34, 168, 132], [122, 209, 81], [253, 231, 37]], float)
 BACKGROUND = (255, 255, 255)
@@ -181,3 +183,54 @@ def titled(image: Image.Image, title: str) -> Image.Image:
     ImageDraw.Draw(out).text((8, 5), title, fill=INK, font=font(14))
     out.paste(image, (0, 26))
     return out
+
+
+TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+BAND = ((246, 246, 250), (232, 236, 246))  # alternate moments' backgrounds
+
+
+def timeline(spans: list[tuple[float, float, float]], duration_s: float, best: int | None = None, title: str = "",
+             width: int = 760, height: int = 220) -> Image.Image:
+    """A score over a video's time: each (start, end, score) span as a step over its shaded range
+    (the `best` one in red), joined through the middles, with the time axis in m:ss."""
+    left, right, top, bottom = 64, 16, 30 if title else 10, 36
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    if title:
+        draw.text((8, 6), title, fill=INK, font=font(13))
+    if not spans:
+        return image
+    plot_w, plot_h = width - left - right, height - top - bottom
+    end = max([duration_s] + [e for _, e, _ in spans] + [1e-6])
+    scores = np.array([s for _, _, s in spans], float)
+    low, high = float(scores.min()), float(scores.max())
+    pad = (high - low) * 0.12 if high > low else max(abs(high) * 0.05, 0.01)
+    low, high = low - pad, high + pad
+
+    def x(t: float) -> float:
+        return left + plot_w * min(max(t, 0.0), end) / end
+
+    def y(score: float) -> float:
+        return top + plot_h * (1.0 - (score - low) / (high - low))
+
+    for i, (start, stop, _) in enumerate(spans):  # the moments, shaded in turn, a tick at each start
+        draw.rectangle([x(start), top, max(x(start) + 1, x(stop)), top + plot_h], fill=BAND[i % 2])
+        draw.line([x(start), top + plot_h, x(start), top + plot_h + 5], fill=INK)
+    if len(spans) > 1:
+        draw.line([(x((a + b) / 2), y(s)) for a, b, s in spans], fill=(150, 150, 150), width=1)
+    for i, (start, stop, score) in enumerate(spans):
+        draw.line([x(start), y(score), max(x(start) + 2, x(stop)), y(score)], fill=ACCENT if i == best else BAR,
+                  width=4 if i == best else 3)
+    if best is not None:
+        a, b, s = spans[best]
+        label = f"{s:.3f}"
+        draw.text((min(x((a + b) / 2) - text_width(label, 11) / 2, width - right - text_width(label, 11)),
+                   max(top, y(s) - 16)), label, fill=ACCENT, font=font(11))
+    draw.rectangle([left, top, left + plot_w, top + plot_h], outline=INK)
+    for value in (low + pad, high - pad):
+        draw.text((6, y(value) - 7), f"{value:.3f}", fill=INK, font=font(11))
+    step = next((s for s in TICK_STEPS_S if end / s <= 8), TICK_STEPS_S[-1])
+    for k in range(int(end // step) + 1):
+        label = clock(k * step)
+        draw.text((x(k * step) - text_width(label, 11) / 2, top + plot_h + 8), label, fill=INK, font=font(11))
+    return image

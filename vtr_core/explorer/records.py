@@ -9,6 +9,9 @@ import numpy as np
 from PIL import Image
 
 from vtr_core.methods import Explanation
+from vtr_core.retrieval.moment_hits import time_range
+
+WHOLE_SLACK_S = 0.05  # a range this close to both ends of its file covers the whole file
 
 DSL_NOTE = ("DSL is transductive: it rescales each score by a softmax over the whole query set (each clip's "
             "column), so it needs every query at once and cannot serve a single online query.")
@@ -23,10 +26,64 @@ class ClipHit:
     coarse_rank: int  # rank after stage 1 (faiss), before any re-rank
     coarse_score: float
     reranked: bool
+    moment_id: int = -1  # the best moment of the range (its thumbnail)
+    start_s: float = 0.0  # the range in the video (moments of one video merged when they touch)
+    end_s: float = 0.0
+    whole: bool = True  # the range covers the whole file (a short clip): labelled by its id alone
     thumbnail: Image.Image | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """`video_id` for a range covering the whole file, else `video_id 1:23-1:35`."""
+        return self.video_id if self.whole else f"{self.video_id} {time_range(self.start_s, self.end_s)}"
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "thumbnail"}
+
+
+def covers_whole(start_s: float, end_s: float, duration_s: float) -> bool:
+    """Whether a range is the whole file (what a short clip's one moment is)."""
+    return start_s <= WHOLE_SLACK_S and end_s >= duration_s - WHOLE_SLACK_S
+
+
+@dataclass
+class MomentSpan:
+    """One moment of a video: its id in the index (-1 for an uploaded file's) and its range."""
+
+    moment_id: int
+    start_s: float
+    end_s: float
+
+    @property
+    def label(self) -> str:
+        return time_range(self.start_s, self.end_s)
+
+
+@dataclass
+class TimelinePoint:
+    """The query's full score against one moment of a video."""
+
+    moment_id: int
+    start_s: float
+    end_s: float
+    score: float
+
+
+@dataclass
+class Timeline:
+    """A query's score over one video, one point per moment in time order (`best`: the top point)."""
+
+    query: str
+    video_id: str
+    method: str
+    duration_s: float
+    points: list[TimelinePoint]
+
+    @property
+    def best(self) -> int:
+        """Position of the best-scoring moment (the first of equals)."""
+        scores = [p.score for p in self.points]
+        return scores.index(max(scores))
 
 
 @dataclass
@@ -59,7 +116,18 @@ class CaptionHit:
 
 
 @dataclass
+class MomentCaptions:
+    """The best few captions of one moment (a row of a video's caption timeline)."""
+
+    moment: MomentSpan
+    hits: list[CaptionHit]
+
+
+@dataclass
 class VideoToText:
+    """Captions ranked for one moment of a video (the whole of a short clip), and for a video of
+    several moments, each moment's best captions in time order (`timeline`)."""
+
     video: str  # a collection id or the uploaded file's name
     method: str
     corpus: str
@@ -67,6 +135,11 @@ class VideoToText:
     hits: list[CaptionHit]
     seconds: float
     frames: list[Image.Image] = field(default_factory=list, repr=False)
+    moment: MomentSpan | None = None  # what `hits` rank captions for
+    whole: bool = True  # that moment is the whole file
+    asked: bool = False  # the moment was asked for (else: the one whose best caption scores highest)
+    timeline: list[MomentCaptions] = field(default_factory=list)
+    warning: str = ""  # one line, when only part of an uploaded file decoded
 
 
 @dataclass
@@ -81,8 +154,15 @@ class ExplainView:
     video_id: str
     explanation: Explanation
     frames: list[Image.Image] = field(repr=False)
-    frame_times_s: list[float]
+    frame_times_s: list[float]  # of each frame, in seconds from the start of the video
     patch_grid: tuple[int, int] | None
+    moment: MomentSpan | None = None  # the moment explained
+    whole: bool = True  # that moment is the whole file
+
+    @property
+    def label(self) -> str:
+        """`video_id`, or `video_id 1:23-1:35` for a moment of a longer video."""
+        return self.video_id if self.whole or self.moment is None else f"{self.video_id} {self.moment.label}"
 
 
 @dataclass
@@ -126,3 +206,5 @@ class CollectionInfo:
     patches_per_frame: int
     disk_bytes: int
     captions: str
+    moments: int = 0  # moments in the index (a short clip is one)
+    moment_policy: str = ""  # how files are cut into moments (vtr_core.video.moments)

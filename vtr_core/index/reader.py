@@ -216,6 +216,7 @@ class VideoIndex:
             "generation": self.generation,
             "backbone": self.header.backbone_spec,
             "backbone_id": self.header.backbone_id,
+            "moment_policy": self.header.moments or f"{self.header.moment_spec} (made before moment search)",
             "frames": self.header.num_frames,
             "embed_dim": self.header.embed_dim,
             "patches_per_frame": self.header.num_patches,

@@ -52,6 +52,15 @@ class IndexHeader:
     store_patches: bool
     faiss_factory: str = "auto"  # the collection's size chooses (vtr_core.index.structures), or a factory string
     raw_dim: int = 0  # per-frame raw (pre-joint-space) features stored, 0: none
+    moments: str = ""  # how files are cut into moments (vtr_core.video.moments); "": made before moment search
+
+    @property
+    def moment_spec(self) -> str:
+        """The moment policy's spec. An index made before moment search stored each file as one
+        moment, which is what the default policy makes of files up to its length."""
+        from vtr_core.video.moments import DEFAULT_MOMENTS
+
+        return self.moments or DEFAULT_MOMENTS
 
     @property
     def num_patches(self) -> int:
@@ -75,7 +84,7 @@ class MomentFeatures:
 @dataclass
 class VideoFeatures:
     """Everything the indexer stores for one video (input to `IndexWriter.add`): its record and its
-    moments (one covering the whole file, until long videos are cut into several)."""
+    moments (one covering the whole of a short file; a long one's, in time order)."""
 
     record: VideoRecord
     moments: list[MomentFeatures] = field(default_factory=list)

@@ -12,13 +12,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vtr_core.indexing.indexer import (
-        IndexReport,
-        ProgressFn,
-        encode_clips,
-        index_folder,
-        remove_videos,
-    )
+    from vtr_core.indexing.encoding import encode_clips
+    from vtr_core.indexing.indexer import IndexReport, ProgressFn, index_folder, remove_videos
     from vtr_core.indexing.scan import scan_videos
     from vtr_core.indexing.sharded import index_folder_sharded, merge_shards, shard_of, torchrun_job, torchrun_world
     from vtr_core.indexing.workers import decode_ahead, default_decode_workers
@@ -26,7 +21,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "IndexReport": "indexer",
     "ProgressFn": "indexer",
-    "encode_clips": "indexer",
+    "encode_clips": "encoding",
     "index_folder": "indexer",
     "remove_videos": "indexer",
     "scan_videos": "scan",

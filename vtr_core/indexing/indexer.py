@@ -16,16 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import numpy as np
-import torch
-
 from vtr_core.backbones import Backbone
-from vtr_core.backbones.base import FrameFeatures
-from vtr_core.errors import VtrError
-from vtr_core.index import IndexHeader, VideoFeatures, VideoIndex, VideoRecord, upgrade_index
+from vtr_core.contracts import check_settings
+from vtr_core.errors import VideoError, VtrError
+from vtr_core.index import IndexHeader, MomentFeatures, VideoFeatures, VideoIndex, VideoRecord, upgrade_index
+from vtr_core.indexing.encoding import encode_moments
 from vtr_core.indexing.scan import IndexPlan, plan_index, scan_videos
-from vtr_core.indexing.workers import DecodedVideo, decode_ahead, default_decode_workers
-from vtr_core.methods import meanp
+from vtr_core.indexing.workers import (
+    DecodedVideo,
+    decode_ahead,
+    default_decode_workers,
+    moment_strip,
+    prefetched,
+    stream_moments,
+)
+from vtr_core.video.moments import MomentFrames, MomentPolicy
+from vtr_core.video.stream import VideoInfo
 
 if TYPE_CHECKING:
     from vtr_core.index.writer import IndexWriter
@@ -43,6 +49,7 @@ class IndexReport:
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line per file indexed only in part (cut short)
     aliases: list[str] = field(default_factory=list)  # symlinks to a file this run already saw: indexed once
     touched: dict[str, int] = field(default_factory=dict)  # video id -> new mtime_ns: same content, not re-encoded
     seconds: float = 0.0
@@ -69,31 +76,8 @@ class IndexReport:
         )
 
 
-def encode_clips(backbone: Backbone, clips: list[np.ndarray], patch_dtype: torch.dtype = torch.float32) -> FrameFeatures:
-    """The frames of several clips [T, H, W, 3], encoded in clip order (rows i*T ... i*T+T-1).
-
-    Frames of different sizes (a 160x120 clip beside a reduced 8K one) cannot stack into one
-    array: clips of each size share one encoder call, and the rows are put back in clip order.
-    """
-    rows_by_size: dict[tuple[int, ...], list[int]] = {}
-    for i, clip in enumerate(clips):
-        rows_by_size.setdefault(clip.shape[1:], []).append(i)
-    parts = [backbone.encode_frames(np.concatenate([clips[i] for i in rows]), patch_dtype=patch_dtype)
-             for rows in rows_by_size.values()]
-    if len(parts) == 1:
-        return parts[0]
-    num_frames = clips[0].shape[0]
-    position = np.argsort([i for rows in rows_by_size.values() for i in rows])  # clip -> place in the encoded order
-    order = torch.as_tensor((position[:, None] * num_frames + np.arange(num_frames)).ravel())
-
-    def joined(name: str) -> torch.Tensor | None:
-        tensors = [getattr(part, name) for part in parts]
-        return None if tensors[0] is None else torch.cat(tensors)[order]
-
-    return FrameFeatures(frame=joined("frame"), patches=joined("patches"), raw=joined("raw"))
-
-
-def index_header(backbone: Backbone, num_frames: int, store_patches: bool, faiss_factory: str) -> IndexHeader:
+def index_header(backbone: Backbone, num_frames: int, store_patches: bool, faiss_factory: str,
+                 moments: str | None = None) -> IndexHeader:
     """What the index records of the backbone and the settings its features were made with."""
     return IndexHeader(
         backbone_spec=backbone.spec,
@@ -104,7 +88,19 @@ def index_header(backbone: Backbone, num_frames: int, store_patches: bool, faiss
         store_patches=store_patches and backbone.patch_grid is not None,
         faiss_factory=faiss_factory,
         raw_dim=backbone.raw_dim,
+        moments=MomentPolicy.parse(moments).spec if moments else "",
     )
+
+
+def moment_setting(index_dir: str | os.PathLike, asked: str | MomentPolicy | None) -> str:
+    """The moment policy a run indexes with: the one asked for (another than the existing index's
+    is an error: its moments would not be comparable), else the index's own, else the default."""
+    asked_spec = (asked if isinstance(asked, MomentPolicy) else MomentPolicy.parse(asked)).spec if asked else None
+    if not VideoIndex.exists(index_dir):
+        return asked_spec or IndexHeader("", "", 0, 0, None, False).moment_spec
+    header = VideoIndex.open(index_dir).header
+    check_settings(header, f"index {index_dir}", moment_spec=asked_spec)
+    return header.moments  # as stored ("" for an index made before moment search): headers must match
 
 
 def _decode_settings(backbone: Backbone, workers: int | None, processes: bool | None) -> tuple[int, bool]:
@@ -115,45 +111,20 @@ def _decode_settings(backbone: Backbone, workers: int | None, processes: bool | 
     return workers, processes
 
 
-def _video_record(decoded: DecodedVideo, path: str) -> VideoRecord:
+def _video_record(decoded: DecodedVideo, info: VideoInfo, path: str) -> VideoRecord:
     """The index's record of a decoded file (`path` relative to the index folder)."""
-    s = decoded.sampled
     return VideoRecord(
         video_id=decoded.video_id,
         path=path,
         size=decoded.stat.st_size,
         mtime_ns=decoded.stat.st_mtime_ns,
         sha256=decoded.sha256,
-        duration_s=round(s.duration_s, 3),
-        fps=round(s.fps, 3),
-        num_source_frames=s.num_source_frames,
-        width=s.width,
-        height=s.height,
+        duration_s=round(info.duration_s, 3),
+        fps=round(info.fps, 3),
+        num_source_frames=info.num_source_frames,
+        width=info.width,
+        height=info.height,
     )
-
-
-def batch_features(batch: list[DecodedVideo], encoded: FrameFeatures, header: IndexHeader,
-                   paths: list[str]) -> list[VideoFeatures]:
-    """One stored entry per decoded video of a batch, from the batch's encoded frames (clip order)."""
-    count, num_frames = len(batch), header.num_frames
-    frame_feats = encoded.frame.numpy().reshape(count, num_frames, -1)
-    patch_feats = None
-    if header.store_patches:
-        patch_feats = encoded.patches.numpy().reshape(count, num_frames, -1, header.embed_dim)
-    raw_feats = encoded.raw.numpy().reshape(count, num_frames, -1) if header.raw_dim else None
-    coarse = meanp.video_embedding(frame_feats).numpy()
-    return [
-        VideoFeatures.whole(
-            record=_video_record(decoded, path),
-            frame_times_s=[round(float(t), 3) for t in decoded.sampled.timestamps_s],
-            coarse=coarse[i],
-            frames=frame_feats[i],
-            patches=patch_feats[i] if patch_feats is not None else None,
-            strip_jpeg=decoded.strip_jpeg,
-            raw=raw_feats[i] if raw_feats is not None else None,
-        )
-        for i, (decoded, path) in enumerate(zip(batch, paths))
-    ]
 
 
 @dataclass
@@ -170,7 +141,7 @@ class _BatchEncoder:
     batch: list[DecodedVideo] = field(default_factory=list)
 
     def take(self, decoded: DecodedVideo) -> None:
-        """Batch a new or changed video; for one only touched, record its new mtime."""
+        """Batch a new or changed video (a long one is streamed); for one only touched, record its new mtime."""
         known = self.plan.known.get(self.plan.resolved[decoded.path])
         if known is not None and known.sha256 == decoded.sha256:
             # touched but identical: nothing to re-encode, but record the new mtime
@@ -178,27 +149,62 @@ class _BatchEncoder:
             self.report.touched[known.video_id] = decoded.stat.st_mtime_ns
             self.writer.touch(known.video_id, decoded.stat.st_mtime_ns)
             return
+        if decoded.streamed:
+            self.flush()
+            self.stream(decoded)
+            return
         self.batch.append(decoded)
-        if len(self.batch) * self.header.num_frames >= self.batch_frames:
+        if sum(len(d.moments) for d in self.batch) * self.header.num_frames >= self.batch_frames:
             self.flush()
 
     def flush(self) -> None:
         """Encode the batch (one encoder call per frame size) and add its videos to the writer."""
         if not self.batch:
             return
-        report, began = self.report, time.perf_counter()
-        frames = [d.sampled.frames for d in self.batch]
-        encoded = encode_clips(self.backbone, frames, patch_dtype=torch.float16)  # stored as float16
-        encoded_at = time.perf_counter()
-        report.encode_s += encoded_at - began
-        resolved = [self.plan.resolved[d.path] for d in self.batch]
-        paths = [os.path.relpath(r, self.index_root) for r in resolved]
-        for decoded, real, item in zip(self.batch, resolved, batch_features(self.batch, encoded, self.header, paths)):
-            self.writer.add(item)
-            (report.updated if real in self.plan.known else report.added).append(decoded.video_id)
-        report.frames_encoded += sum(len(f) for f in frames)
-        report.store_s += time.perf_counter() - encoded_at
+        moments = [m for d in self.batch for m in d.moments]
+        features = self.encode(moments, [strip for d in self.batch for strip in d.strips])
+        for decoded in self.batch:
+            self.add(decoded, decoded.info, features[: len(decoded.moments)])
+            features = features[len(decoded.moments):]
         self.batch.clear()
+
+    def stream(self, decoded: DecodedVideo) -> None:
+        """A long file: its moments decoded in a background thread, a chunk ahead of the encoder
+        (memory bounded by a chunk, not the file), encoded a batch at a time, then added as one video."""
+        stream = stream_moments(decoded, self.header.moment_spec, self.header.num_frames)
+        chunks = prefetched((chunk, [moment_strip(m) for m in chunk]) for chunk in stream.chunks())
+        features: list[MomentFeatures] = []
+        per_batch = max(1, self.batch_frames // self.header.num_frames)
+        try:
+            waited_from = time.perf_counter()
+            for chunk, strips in chunks:
+                self.report.wait_s += time.perf_counter() - waited_from
+                for start in range(0, len(chunk), per_batch):
+                    features += self.encode(chunk[start : start + per_batch], strips[start : start + per_batch])
+                waited_from = time.perf_counter()
+        except VideoError as exc:
+            self.report.failed.append((str(decoded.path), str(exc)))
+            return
+        decoded.warning = stream.warning
+        self.add(decoded, stream.info, features)
+
+    def encode(self, moments: list[MomentFrames], strips: list[bytes]) -> list[MomentFeatures]:
+        began = time.perf_counter()
+        features = encode_moments(self.backbone, moments, strips, self.header)
+        self.report.encode_s += time.perf_counter() - began
+        self.report.frames_encoded += len(moments) * self.header.num_frames
+        return features
+
+    def add(self, decoded: DecodedVideo, info: VideoInfo, moments: list[MomentFeatures]) -> None:
+        """Hand one video's moments to the writer (committed at the pacer's pace)."""
+        began = time.perf_counter()
+        real = self.plan.resolved[decoded.path]
+        record = _video_record(decoded, info, os.path.relpath(real, self.index_root))
+        self.writer.add(VideoFeatures(record, moments))
+        (self.report.updated if real in self.plan.known else self.report.added).append(decoded.video_id)
+        if decoded.warning:
+            self.report.warnings.append(decoded.warning)
+        self.report.store_s += time.perf_counter() - began
 
 
 @dataclass
@@ -263,8 +269,12 @@ def index_folder(
     progress: ProgressFn | None = None,
     select: Callable[[str], bool] | None = None,
     plan_against: str | os.PathLike | None = None,
+    moments: str | MomentPolicy | None = None,
 ) -> IndexReport:
     """Add new and changed videos under `video_dir` to the index (created if missing).
+
+    Each file is cut into moments by the `moments` policy (vtr_core.video.moments: shots or
+    windows; a file up to the policy's length is one moment), fixed when the index is created.
 
     With `confine_to`, a file whose real path (symlinks followed) leaves those folders is
     refused: a link inside an allowed folder must not index, and so serve, a file outside it.
@@ -278,7 +288,8 @@ def index_folder(
     started = time.perf_counter()
     root, index_dir = Path(video_dir), Path(index_dir)
     report = IndexReport(index_dir=str(index_dir))
-    header = index_header(backbone, num_frames, store_patches, faiss_factory)
+    header = index_header(backbone, num_frames, store_patches, faiss_factory,
+                          moment_setting(plan_against or index_dir, moments))
     if batch_frames is None:
         batch_frames = 512 if backbone.device.type == "cuda" else 48
     decode_workers, decode_processes = _decode_settings(backbone, decode_workers, decode_processes)
@@ -297,7 +308,7 @@ def index_folder(
             report.removed.append(video_id)
         encoder = _BatchEncoder(backbone, header, writer, plan, index_root, report, batch_frames)
         pacer = _CommitPacer(writer, report, commit_every, commit_interval_s)
-        jobs = [(path, video_id, num_frames) for path, video_id in plan.todo]
+        jobs = [(path, video_id, num_frames, header.moment_spec) for path, video_id in plan.todo]
         _encode_and_commit(jobs, encoder, pacer, decode_workers, decode_processes, progress)
     report.seconds = time.perf_counter() - started
     return report

@@ -35,7 +35,7 @@ import torch.distributed as dist
 
 from vtr_core.backbones import Backbone
 from vtr_core.index import IndexHeader, VideoIndex, VideoRecord
-from vtr_core.indexing.indexer import IndexReport, index_folder, index_header
+from vtr_core.indexing.indexer import IndexReport, index_folder, index_header, moment_setting
 from vtr_core.indexing.scan import plan_index, scan_videos
 from vtr_core.indexing.workers import default_decode_workers
 
@@ -69,6 +69,7 @@ def index_folder_sharded(
     faiss_factory: str = "auto",
     prune: bool = False,
     confine_to: Sequence[str | os.PathLike] | None = None,
+    moments: str | None = None,
     **index_kwargs,
 ) -> IndexReport:
     """This rank's share of `index_folder`, then (rank 0) the merge of every shard into the index.
@@ -79,7 +80,7 @@ def index_folder_sharded(
     of its share; rank 0 returns the whole run's: every rank's work, the merge and the pruning.
     """
     started = time.perf_counter()
-    header = index_header(backbone, num_frames, store_patches, faiss_factory)
+    header = index_header(backbone, num_frames, store_patches, faiss_factory, moment_setting(index_dir, moments))
     shard = shard_dir(index_dir, rank, world)
     if rank == 0:  # create (or convert, or check) the main index before a shard folder appears in it
         with VideoIndex.writer(index_dir, header):
@@ -89,7 +90,7 @@ def index_folder_sharded(
     report = index_folder(video_dir, shard, backbone, num_frames=num_frames, store_patches=store_patches,
                           faiss_factory=faiss_factory, confine_to=confine_to,
                           select=lambda path: shard_of(path, world) == rank, plan_against=index_dir,
-                          **index_kwargs)
+                          moments=header.moments or None, **index_kwargs)
     report.index_dir = str(index_dir)
     (shard / REPORT_FILE).write_text(json.dumps(asdict(report)))
     barrier()

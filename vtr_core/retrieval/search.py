@@ -22,7 +22,7 @@ import torch
 from vtr_core.backbones import Backbone
 from vtr_core.contracts import check_search
 from vtr_core.errors import QueryError
-from vtr_core.index import VideoIndex
+from vtr_core.index import MomentRecord, VideoIndex
 from vtr_core.index.head_store import HeadStore
 from vtr_core.index.segments import gather
 from vtr_core.methods import (
@@ -34,6 +34,7 @@ from vtr_core.methods import (
     text_states,
 )
 from vtr_core.methods.states import STATE_BATCH
+from vtr_core.retrieval.moment_hits import group_hits, pool_size
 from vtr_core.retrieval.stage_one import open_stage_one
 from vtr_core.storage import warm_file
 
@@ -52,7 +53,10 @@ class SearchHit:
     end_s: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A JSON line's hit: the moment as `moment` (its id), `start` and `end` (seconds in the video)."""
+        fields = asdict(self)
+        renamed = {"moment_id": "moment", "start_s": "start", "end_s": "end"}
+        return {renamed.get(k, k): v for k, v in fields.items()}
 
 
 @dataclass
@@ -171,19 +175,29 @@ class Searcher:
         return torch.from_numpy(gather(locations, lambda s: getattr(self.index.segment(s), part))).to(self.device)
 
     @torch.no_grad()
-    def search(self, queries: list[str], top_k: int = 10, rerank_top_k: int | None = None) -> list[list[SearchHit]]:
+    def search(self, queries: list[str], top_k: int = 10, rerank_top_k: int | None = None, per_video: bool = False,
+               merge: bool = True) -> list[list[SearchHit]]:
+        """The `top_k` best ranges for each query: moments, with adjacent or overlapping hits of one
+        video merged into one range (`merge`), or each video's best range only (`per_video`)."""
         if top_k < 1:
             raise QueryError(f"top-k must be at least 1, got {top_k}")
         started = time.perf_counter()
         states = self.encode(queries)
         encoded = time.perf_counter()
-        results = self.search_states(states, top_k, rerank_top_k)
+        results = self.search_states(states, top_k, rerank_top_k, per_video, merge)
         self.timings.encode = encoded - started
         return results
 
     @torch.no_grad()
-    def search_states(self, states: State, top_k: int, rerank_top_k: int | None = None) -> list[list[SearchHit]]:
+    def search_states(self, states: State, top_k: int, rerank_top_k: int | None = None, per_video: bool = False,
+                      merge: bool = True) -> list[list[SearchHit]]:
         """Search with the head's text states of the queries (what `search` encodes)."""
+        ranked = self.ranked_moments(states, pool_size(top_k, merge, per_video), rerank_top_k)
+        return [group_hits(hits, top_k, merge, per_video) for hits in ranked]
+
+    @torch.no_grad()
+    def ranked_moments(self, states: State, top_k: int, rerank_top_k: int | None = None) -> list[list[SearchHit]]:
+        """The `top_k` best moments for each query, each its own hit (nothing merged)."""
         depth = self.rerank_top_k if rerank_top_k is None else rerank_top_k
         started = time.perf_counter()
         recall = max(top_k, depth)
@@ -210,6 +224,17 @@ class Searcher:
             ])
         self.timings = SearchTimings(coarse=searched - started, rerank=time.perf_counter() - searched)
         return results
+
+    @torch.no_grad()
+    def moment_scores(self, states: State, video_id: str) -> list[tuple[MomentRecord, float]]:
+        """The head's full score of one query (the first of `states`) against every moment of one
+        video, in time order: the data of a timeline of the query over the video."""
+        moments = [self.index.moments[row] for row in self.index.rows_of(video_id)]
+        if not moments:
+            return []
+        ids = [m.moment_id for m in moments]
+        scores = self.head.similarity(select_rows(states, [0]), self.candidate_states(ids))[0]
+        return list(zip(moments, scores.float().cpu().tolist()))
 
 
 def search_text(index: VideoIndex, backbone: Backbone, queries: list[str], top_k: int = 10,

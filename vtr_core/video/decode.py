@@ -1,7 +1,8 @@
 """Video decoding: uniform frame sampling with decord, input validation.
 
 This is the first step of the pipeline (video file -> frames). Everything after it works on
-`SampledFrames`; nothing else in the project opens a video file.
+`SampledFrames` or on moments (vtr_core.video.stream, which checks and probes files with the
+functions here).
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ _DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
 _AVERRORS = {"1094995529": "invalid data", "541478725": "unexpected end of file"}
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of a decoder's message, without decord's prefix; ffmpeg codes spelt out."""
     text = _DECORD_PREFIX.sub("", str(exc)).strip().splitlines()
     line = text[0][:200] if text else type(exc).__name__
     return next((meaning for code, meaning in _AVERRORS.items() if code in line), line)
 
 
-def _check_file(path: str) -> bytes:
+def check_file(path: str) -> bytes:
     """Reject what is not a readable regular file, with one line; return its first bytes.
 
     Opening the file (not `os.access`) is the real check: it applies the effective user's
@@ -100,8 +102,19 @@ def _check_file(path: str) -> bytes:
     return head
 
 
-def _probe_size(path: str, head: bytes) -> tuple[int, int]:
-    """Width and height of the video stream from the container's headers, decoding no frame.
+@dataclass(frozen=True)
+class VideoHeader:
+    """What the container's headers say about the video stream, before any frame is decoded."""
+
+    width: int
+    height: int
+    duration_s: float  # 0.0 when the headers do not say
+    fps: float  # average frame rate, 0.0 when unknown
+    num_frames: int  # 0 when the headers do not say
+
+
+def probe_video(path: str, head: bytes) -> VideoHeader:
+    """Size, duration and rate of the video stream from the container's headers, decoding no frame.
 
     Decoding a first frame to learn the size (as decord alone would) costs a full-size frame:
     about 400 MB of decoder buffers for an 8K video. The headers also tell an audio-only file
@@ -116,14 +129,20 @@ def _probe_size(path: str, head: bytes) -> tuple[int, int]:
                 audio = " (audio only)" if container.streams.audio else ""
                 raise VideoError(f"{path}: no video stream{audio}")
             width, height = stream.codec_context.width, stream.codec_context.height
+            if stream.duration and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            else:  # the container's duration spans every stream (mkv, webm)
+                duration = (container.duration or 0) / av.time_base
+            rate = stream.average_rate or stream.guessed_rate
+            header = VideoHeader(width, height, duration, float(rate or 0.0), int(stream.frames or 0))
     except av.FFmpegError as exc:
-        reason = getattr(exc, "strerror", None) or _one_line(exc)
+        reason = getattr(exc, "strerror", None) or one_line(exc)
         if head[4:8] == b"ftyp":  # an mp4/mov whose index (moov) is missing: cut short while written or copied
             raise VideoError(f"{path}: truncated or corrupt video ({reason})") from None
         raise VideoError(f"{path}: not a readable video ({reason})") from None
     if width <= 0 or height <= 0:
         raise VideoError(f"{path}: the video stream has no frame size")
-    return width, height
+    return header
 
 
 def _open_reader(path: str, width: int = -1, height: int = -1):
@@ -133,7 +152,7 @@ def _open_reader(path: str, width: int = -1, height: int = -1):
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
     except Exception as exc:  # decord raises RuntimeError/DECORDError; the headers were fine, so the data is not
-        raise VideoError(f"{path}: truncated or corrupt video ({_one_line(exc)})") from None
+        raise VideoError(f"{path}: truncated or corrupt video ({one_line(exc)})") from None
 
 
 def decode_size(width: int, height: int) -> tuple[int, int]:
@@ -153,8 +172,13 @@ def read_video(path: str | os.PathLike, num_frames: int = 12) -> SampledFrames:
     by seeking to the keyframes before each sample, not decoded end to end.
     """
     path = str(path)
-    head = _check_file(path)
-    width, height = _probe_size(path, head)
+    header = probe_video(path, check_file(path))
+    return sample_video(path, header, num_frames)
+
+
+def sample_video(path: str, header: VideoHeader, num_frames: int) -> SampledFrames:
+    """`read_video` once the file is checked and probed: decord seeks to each of the samples."""
+    width, height = header.width, header.height
     reader = _open_reader(path, *decode_size(width, height))
     num_source_frames = len(reader)
     if num_source_frames == 0:
@@ -166,7 +190,7 @@ def read_video(path: str | os.PathLike, num_frames: int = 12) -> SampledFrames:
         times = reader.get_frame_timestamp(indices.tolist())[:, 0].astype(np.float64)
         last_end = float(reader.get_frame_timestamp([num_source_frames - 1])[0, 1])
     except Exception as exc:
-        raise VideoError(f"{path}: truncated or corrupt video ({_one_line(exc)})") from None
+        raise VideoError(f"{path}: truncated or corrupt video ({one_line(exc)})") from None
     fps = float(reader.get_avg_fps() or 0.0)
     duration = last_end if last_end > 0 else (num_source_frames / fps if fps > 0 else 0.0)
     if frames.ndim != 4 or frames.shape[0] != num_frames or frames.shape[-1] != 3:
