@@ -119,11 +119,12 @@ def decode_workers_alone(listed: list[Path], num_frames: int, workers: int) -> d
     """What the indexer's workers do per video (decode, hash, thumbnail strip), in threads and in
     processes: the most the pipeline can be fed."""
     from vtr_core.indexing.workers import decode_ahead
+    from vtr_core.video.moments import DEFAULT_MOMENTS
 
     out = {}
     for mode, processes in (("threads", False), ("processes", True)):
         began = time.perf_counter()
-        for _ in decode_ahead([(p, p.stem, num_frames) for p in listed], workers, processes):
+        for _ in decode_ahead([(p, p.stem, num_frames, DEFAULT_MOMENTS) for p in listed], workers, processes):
             pass
         seconds = time.perf_counter() - began
         out[f"decode_workers_{mode}"] = {**_rates(seconds, len(listed), len(listed) * num_frames), "workers": workers}

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 GROUND_TRUTH = "ground_truth.json"
 VIDEOS = "videos"
-X264_OPTIONS = {"crf": "17", "preset": "medium", "threads": "1"}  # one thread: the same bytes on every run
+X264_OPTIONS = {"crf": "17", "preset": "medium", "threads": "1"}  # one thread: (almost) the same frames every run
 
 
 @dataclass
