@@ -72,10 +72,31 @@ def test_bench_cli_needs_json_and_writes_it(tmp_path):
     assert all(0 < r["encode_ms_p50_ms"] < r["p50_ms"] <= r["p99_ms"] for r in latency.values())
 
 
+def check_long_video_case(case: dict, video_seconds: float) -> None:
+    """One 90 s file at window:12/6 with 4 frames a moment: moments 0-12, 6-18, ... 78-90."""
+    from vtr_core.studies.bench.long_videos import long_video_figures
+
+    decode, pipeline = case["decode"], case["pipeline"]
+    assert case["files"] == 1 and case["moments"] == "window:12/6" and case["frames_per_moment"] == 4
+    assert decode["video_seconds"] == pytest.approx(video_seconds) and decode["moments"] == 14
+    assert decode["sampled_frames"] == 14 * 4
+    # the samples of overlapping 12 s windows at 4 frames (every 3 s from 1.5 s) coincide from the
+    # second window on: 4 frames for the first, 2 new for each later one
+    assert decode["distinct_frames"] == 4 + 2 * 13
+    assert decode["moments_per_hour_of_video"] == pytest.approx(14 * 40.0)
+    assert pipeline["frames"] == decode["distinct_frames"] and pipeline["target_seconds_per_hour"] == 60.0
+    assert pipeline["hours_of_video_per_hour"] == pytest.approx(video_seconds / pipeline["seconds"], rel=0.01)
+    assert pipeline["seconds_per_hour_of_video"] == pytest.approx(pipeline["seconds"] * 40.0, rel=0.01)
+    assert 0 < pipeline["encode_s"] <= pipeline["seconds"]
+    figures = long_video_figures(seconds=45.0, video_seconds=3600.0, frames=2700)
+    assert figures["hours_of_video_per_hour"] == 80.0 and figures["seconds_per_hour_of_video"] == 45.0
+    assert figures["frames_per_s"] == 60.0 and figures["frames_per_hour_of_video"] == 2700.0
+
+
 def test_indexing_and_training_suites_small(tmp_path, lite_backbone):
     import open_clip
 
-    from tests.conftest import TINY_CLIP, write_video
+    from tests.conftest import TINY_CLIP, write_fast_video, write_video
 
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -86,8 +107,15 @@ def test_indexing_and_training_suites_small(tmp_path, lite_backbone):
     open_clip.add_model_config(config)
     clip_spec = bench.random_clip_spec("tiny-clip-bench", tmp_path)
     assert clip_spec.startswith("clip:tiny-clip-bench/") and (tmp_path / "tiny-clip-bench-random.pt").is_file()
-    result = bench.indexing_suite(folder, ["lite", clip_spec], num_frames=4, log=lambda m: None)
+    long_folder = tmp_path / "long"
+    long_folder.mkdir()
+    write_fast_video(long_folder / "long.mp4", num_frames=90 * 2, fps=2, size=(96, 64))  # 90 s
+    result = bench.indexing_suite(folder, ["lite", clip_spec], num_frames=4, log=lambda m: None,
+                                  long_videos=[long_folder], moments="window:12/6")
     assert result["videos"] == 3 and result["decode"]["frames_per_s"] > 0
+    [case] = result["backbones"]["lite"]["long_videos"]
+    check_long_video_case(case, video_seconds=90.0)
+    assert "long_videos" not in result["backbones"]["clip:tiny-clip-bench"]  # the first backbone only
     assert set(result["backbones"]) == {"lite", "clip:tiny-clip-bench"}
     for measured in result["backbones"].values():
         assert measured["pipeline"]["failed"] == 0 and measured["encode"]["frames_per_s"] > 0
@@ -105,6 +133,10 @@ def test_indexing_and_training_suites_small(tmp_path, lite_backbone):
     bench.write_performance(tmp_path / "bench", tmp_path / "PERFORMANCE.md")
     text = (tmp_path / "PERFORMANCE.md").read_text()
     assert "## Indexing throughput (indexing-cpu" in text and "| lite |" in text and "| camoe |" in text
+    assert "### Long videos (lite, `--moments window:12/6`, 4 frames a moment)" in text
+    assert "14 moments (560 an hour), 56 sampled frames of which 30 distinct" in text
+    assert "| fold batch norm into convolutions |" in text  # the encoder's optimisation steps
+    assert "- An hour of long video indexed in at most 60 s (lite, cpu, 96x64 at 2 fps, `window:12/6`): " in text
 
 
 def test_scale_rows_and_targets_in_the_report():
@@ -132,3 +164,25 @@ def test_scale_rows_and_targets_in_the_report():
     assert "meanp 9.0 ms, eercf 51.0 ms; not met" in text
     assert "## Index scale (scale-cpu: 2 CPU cores)" in text and "| 1,000,000 | HNSW32 | 12 | 8.0 / 12.5 |" in text
     assert "| eercf | 51.0 | 60.0 | 8.0 | 0.50 | 40.00 |" in text
+
+
+def test_long_corpus_joins_clips_into_one_long_video(tmp_path):
+    """`bench long-corpus`: clips' frames in order, scaled and re-timed, cut at the length asked for."""
+    import av
+
+    from tests.conftest import write_video
+    from vtr_core.studies.bench.long_corpus import write_long_video
+
+    clips = [write_video(tmp_path / f"c{i}.mp4", num_frames=20, seed=i) for i in range(2)]  # 40 frames in all
+    made = write_long_video(clips, tmp_path / "long" / "l.mp4", seconds=3.0, width=96, height=64, fps=10)
+    assert made["frames"] == 30 and made["seconds"] == 3.0
+    with av.open(made["file"]) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert (stream.width, stream.height, len(frames)) == (96, 64, 30)
+        assert float(container.duration / 1e6) == pytest.approx(3.0, abs=0.15)
+    with av.open(str(clips[1])) as container:  # frame 21 of the long video is the second clip's second frame
+        second = [f.reformat(width=96, height=64).to_ndarray(format="rgb24") for f in container.decode(video=0)][1]
+    assert np.abs(frames[21].astype(int) - second.astype(int)).mean() < 8  # x264 at CRF 23
+    made = write_long_video(clips, tmp_path / "all.mp4", seconds=60.0, width=96, height=64, fps=10)
+    assert made["frames"] == 40  # the clips ran out first

@@ -8,3 +8,12 @@ app.py, or the command line (`cli`). `training` fits and evaluates heads on stor
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# OpenMP reads this when torch loads, so it is set before any subpackage imports torch (the user's
+# own setting wins). PASSIVE lets torch's waiting threads sleep instead of spinning: on two busy
+# cores (decode threads beside the encoder, or other processes) spinning threads wait on a
+# descheduled partner after every operation and the encoder falls from ~60 to 10-18 frames/s;
+# measured in backbones/lite_frames.py's notes and by `python -m vtr_core bench indexing`.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

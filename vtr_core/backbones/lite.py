@@ -24,15 +24,12 @@ from vtr_core.backbones.base import (
     TextFeatures,
     autocast,
     concat_text_features,
-    frames_to_tensor,
 )
+from vtr_core.backbones.lite_frames import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, LiteFrameEncoder  # noqa: F401
 from vtr_core.contracts import clean_queries
 from vtr_core.errors import BackboneError
 from vtr_core.storage import atomic_torch_save, cache_dir
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SIZE = 224
 CLASS_TEMPLATES = ("a photo of a {}.", "a video of a {}.", "{}")
 CONSE_TOP_K = 10
 CONSE_TEMPERATURE = 3.0  # softmax temperature on the ImageNet logits (1 in ConSE; 3 chosen on train700)
@@ -136,6 +133,8 @@ class LiteBackbone:
         self.image_model = load_efficientnet_lite0().to(device, memory_format=torch.channels_last)
         self.raw_dim = int(self.image_model.num_features)
         self.class_embeddings = self._class_embeddings()  # [1000, D], unit norm
+        # the same computation as image_model, in a faster form on the CPU (lite_frames.py)
+        self.frame_encoder = LiteFrameEncoder(self.image_model, self.conse, device)
 
     def _class_embeddings(self) -> torch.Tensor:
         """Sentence embeddings of the 1,000 class names (10 s on 2 cores), cached on disk once."""
@@ -168,18 +167,9 @@ class LiteBackbone:
         """ImageNet logits of raw (pooled) features [..., 1280]."""
         return self.image_model.get_classifier()(raw.to(self.device).float())
 
-    @torch.no_grad()
     def encode_frames(self, frames: np.ndarray, patch_dtype: torch.dtype = torch.float32) -> FrameFeatures:
-        pixels = frames_to_tensor(frames, IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, self.device)
-        pixels = pixels.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device):
-            feature_map = self.image_model.forward_features(pixels).float()  # [N, 1280, 7, 7]
-        classifier = self.image_model.get_classifier()
-        pooled = feature_map.mean((2, 3))  # [N, 1280]
-        frame_logits = classifier(pooled)
-        patch_logits = classifier(feature_map.flatten(2).transpose(1, 2))  # [N, 49, 1000]
-        return FrameFeatures(frame=self.conse(frame_logits).cpu(), patches=self.conse(patch_logits).to(patch_dtype).cpu(),
-                             raw=pooled.cpu())
+        """ConSE frame vectors, ConSE patch tokens and raw features (lite_frames: faster on a CPU)."""
+        return self.frame_encoder(frames, patch_dtype)
 
     def encode_text(self, texts: list[str]) -> TextFeatures:
         return self.text_encoder(clean_queries(texts))

@@ -137,8 +137,9 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench",
-                       help="benchmarks: query | indexing | training | memory | scale, or report (docs/PERFORMANCE.md)")
-    p.add_argument("suite", choices=["query", "indexing", "training", "memory", "scale", "report"])
+                       help="benchmarks: query | indexing | training | memory | scale, or report (docs/PERFORMANCE.md); "
+                       "long-corpus makes a long video from clips for indexing's --long-videos")
+    p.add_argument("suite", choices=["query", "indexing", "training", "memory", "scale", "report", "long-corpus"])
     p.add_argument("--json", help="where the suite's results go (JSON)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--sizes", default="1000,10000,100000",
@@ -153,6 +154,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", default="lite", help="query and training suites: lite or an open_clip architecture")
     p.add_argument("--copies", type=int, default=1, help="indexing suite: index each video this many times (longer runs)")
     p.add_argument("--workers", type=int, default=None, help="indexing suite: decoding threads (default: one per core)")
+    p.add_argument("--frames-per-hour", type=float, default=None,
+                   help="indexing suite: frames an hour of long video yields (e.g. 2700: 12 per 32 s moment at a 16 s "
+                   "stride), for the encoder's hours of video per hour")
+    p.add_argument("--long-videos", action="append", default=None,
+                   help="indexing suite: a folder of long videos the first backbone indexes end to end (hours of video "
+                   "per hour); repeat for several")
+    p.add_argument("--moments", default=None, help="indexing suite: the moment policy for --long-videos (default: the indexer's)")
+    p.add_argument("--out", default=None, help="long-corpus: the long video to write (.mp4)")
+    p.add_argument("--seconds", type=float, default=3600.0, help="long-corpus: its length (or as long as the clips last)")
+    p.add_argument("--size", default="320x240", help="long-corpus: WIDTHxHEIGHT")
+    p.add_argument("--fps", type=int, default=30, help="long-corpus: frames per second")
     p.add_argument("--train-videos", type=int, default=256, help="training suite: synthetic videos per epoch")
     p.add_argument("--no-hnsw", action="store_true", help="query suite: skip faiss HNSW (slow to build at 1M)")
     p.add_argument("--frames", type=int, default=12, help="scale suite: frame vectors per moment")

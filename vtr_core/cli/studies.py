@@ -17,6 +17,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bench.write_performance(args.bench_dir, Path(args.docs) / "PERFORMANCE.md", Path(args.docs) / "results.json")
         print(f"wrote {args.docs}/PERFORMANCE.md from {args.bench_dir}/*.json")
         return 0
+    if args.suite == "long-corpus":
+        return _long_corpus(args)
     if args.json is None:
         raise VtrError("give --json OUT for the results")
     import tempfile
@@ -25,6 +27,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = _run_bench_suite(args, bench, Path(weights))
     bench.write_json(result, args.json)
     print(f"wrote {args.json}")
+    return 0
+
+
+def _long_corpus(args: argparse.Namespace) -> int:
+    """`bench long-corpus --videos CLIPS --out FILE [--seconds 3600 --size 320x240 --fps 30]`."""
+    from vtr_core.indexing import scan_videos
+    from vtr_core.studies.bench.long_corpus import write_long_video
+
+    if not args.out:
+        raise VtrError("give --out FILE for the long video")
+    try:
+        width, height = (int(n) for n in args.size.lower().split("x"))
+    except ValueError:
+        raise VtrError(f"--size must read WIDTHxHEIGHT, got {args.size!r}") from None
+    made = write_long_video(scan_videos(Path(args.videos)), Path(args.out), args.seconds, width, height, args.fps)
+    print(f"wrote {made['file']}: {made['seconds']:.0f} s, {made['frames']} frames at {width}x{height}, {args.fps} fps")
     return 0
 
 
@@ -57,7 +75,9 @@ def _run_bench_suite(args: argparse.Namespace, bench, weights: Path):
     elif args.suite == "indexing":
         specs = [spec_of(name) for name in args.backbones.split(",") if name]
         result = bench.indexing_suite(args.videos, specs, device=args.device, max_videos=args.max_videos,
-                                      copies=args.copies, workers=args.workers, log=log_to_stderr)
+                                      copies=args.copies, workers=args.workers, log=log_to_stderr,
+                                      frames_per_hour=args.frames_per_hour, long_videos=args.long_videos,
+                                      moments=args.moments)
     elif args.suite == "training":
         result = bench.training_suite(create_backbone(spec_of(args.backbone), args.device), ["meanp", "s3ma", "eercf", "camoe"],
                                       videos=args.train_videos, log=log_to_stderr)

@@ -1,5 +1,7 @@
 """Moments' frames through the backbone: encoded in batches, in the form the index stores.
 
+Overlapping moments of a long video sample many of the same frames (window:12/6 at 12 frames a
+moment: every frame but the first and last moments' is in two), and each is encoded once.
 Frames of different sizes (a 160x120 clip beside a reduced 8K one) cannot stack into one array,
 so clips of each size share one encoder call and the rows are put back in clip order.
 """
@@ -36,13 +38,43 @@ def encode_clips(backbone: Backbone, clips: list[np.ndarray], patch_dtype: torch
     return FrameFeatures(frame=joined("frame"), patches=joined("patches"), raw=joined("raw"))
 
 
+def distinct_frames(moments: list[MomentFrames]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct frames of these moments, and for each moment's frame (moment-major) its row
+    among them. Frames are the same when they have the same timestamp and equal pixels (the
+    timestamp only picks which to compare, so frames of different videos are never merged)."""
+    distinct: list[np.ndarray] = []
+    seen: dict[tuple[float, tuple[int, ...]], list[int]] = {}
+    rows = []
+    for moment in moments:
+        for frame, time_s in zip(moment.frames, moment.timestamps_s):
+            candidates = seen.setdefault((float(time_s), frame.shape), [])
+            row = next((r for r in candidates if np.array_equal(distinct[r], frame)), None)
+            if row is None:
+                row = len(distinct)
+                distinct.append(frame)
+                candidates.append(row)
+            rows.append(row)
+    return distinct, np.asarray(rows, dtype=np.int64)
+
+
+def encode_frames_once(backbone: Backbone, moments: list[MomentFrames], patch_dtype: torch.dtype) -> FrameFeatures:
+    """Every moment's frames encoded (moment-major rows), each distinct frame once."""
+    distinct, rows = distinct_frames(moments)
+    if len(distinct) == len(rows):
+        return encode_clips(backbone, [m.frames for m in moments], patch_dtype=patch_dtype)
+    encoded = encode_clips(backbone, [frame[None] for frame in distinct], patch_dtype=patch_dtype)
+    index = torch.from_numpy(rows)
+    return FrameFeatures(*(None if part is None else part[index] for part in
+                           (encoded.frame, encoded.patches, encoded.raw)))
+
+
 def encode_moments(backbone: Backbone, moments: list[MomentFrames], strips: list[bytes],
                    header: IndexHeader) -> list[MomentFeatures]:
     """What the index stores for each moment: its frames encoded in one batch (patches and raw
     features as float16, as stored), its mean-pooled coarse vector, its range and frame times."""
     if not moments:
         return []
-    encoded = encode_clips(backbone, [m.frames for m in moments], patch_dtype=torch.float16)
+    encoded = encode_frames_once(backbone, moments, patch_dtype=torch.float16)
     count, num_frames = len(moments), header.num_frames
     frames = encoded.frame.numpy().reshape(count, num_frames, -1)
     patches = encoded.patches.numpy().reshape(count, num_frames, -1, header.embed_dim) if header.store_patches else None

@@ -88,7 +88,8 @@ def indexing_intro(name: str, result: dict) -> list[str]:
     d = result["decode"]
     repeated = result.get("distinct_videos", result["videos"]) != result["videos"]
     lines = [f"## Indexing throughput ({name}: {result['device']}, {_machine_name(result)})", "",
-             f"{result['videos']} videos ({result.get('distinct_videos', result['videos'])} distinct MSR-VTT videos"
+             f"{result['videos']} videos ({result.get('distinct_videos', result['videos'])} distinct videos"
+             + (f" from `{result['video_folder']}`" if result.get("video_folder") else "")
              + (f", each indexed {result['videos'] // result['distinct_videos']} times under other names" if repeated else "")
              + f"), {result['frames_per_video']} frames each. Decode alone (decord, one thread): "
              f"{d['videos_per_s']:.1f} videos/s, {d['frames_per_s']:.0f} frames/s."]
@@ -121,8 +122,55 @@ def indexing_table(result: dict) -> list[str]:
     return lines
 
 
+def encoder_lines(spec: str, encoder: dict) -> list[str]:
+    """The frame encoder alone: each CPU optimisation's frames/s and ratio to the step before."""
+    lines = [f"Frame encoder alone ({spec}, a batch of {encoder['batch_frames']}, {encoder['torch_threads']} torch "
+             f"threads, OMP_WAIT_POLICY={encoder.get('omp_wait_policy') or 'unset'}): "
+             f"{encoder['frames_per_s']:,.1f} frames/s"
+             + "".join(f"; {t} thread{'s' if t != '1' else ''}: {fps:,.1f}"
+                       for t, fps in encoder["frames_per_s_by_threads"].items() if t != str(encoder["torch_threads"]))
+             + "."]
+    if encoder.get("optimisations"):
+        lines += ["", "| step (each includes those above) | frames/s | × previous | × original |", "|---|---:|---:|---:|"]
+        lines += [f"| {o['step']} | {o['frames_per_s']:,.1f} | {o['ratio_to_previous']:.2f} | {o['ratio_to_original']:.2f} |"
+                  for o in encoder["optimisations"]]
+    if encoder.get("frames_per_s_by_micro_batch"):
+        lines += ["", "By micro-batch (frames per pass; 0: the whole batch): " + ", ".join(
+            f"{size}: {fps:,.1f}" for size, fps in sorted(encoder["frames_per_s_by_micro_batch"].items(),
+                                                          key=lambda item: int(item[0]) or 10**6)) + " frames/s."]
+    return [""] + lines
+
+
+def long_video_lines(spec: str, case: dict, encoder_fps: float | None) -> list[str]:
+    """An end-to-end run over long videos against the hour-in-60-s target."""
+    d, p = case["decode"], case["pipeline"]
+    met = "met" if p["seconds_per_hour_of_video"] <= p["target_seconds_per_hour"] else "not met"
+    alone = (f" The encoder alone, at its {encoder_fps:,.1f} frames/s, would need "
+             f"{p['frames_per_hour_of_video'] / encoder_fps:,.1f} s an hour; decoding beside it takes the rest."
+             if encoder_fps else "")
+    return ["", f"### Long videos ({spec}, `--moments {case['moments']}`, {case['frames_per_moment']} frames a moment)", "",
+            f"{case['files']} file{'s' if case['files'] != 1 else ''} in `{case['folder']}`, {d['video_seconds'] / 3600:.2f} h of video at "
+            f"{d['width']}x{d['height']}, {d['fps']:g} fps: {d['moments']:,} moments "
+            f"({d['moments_per_hour_of_video']:,.0f} an hour), {d['sampled_frames']:,} sampled frames of which "
+            f"{d['distinct_frames']:,} distinct (overlapping moments share frames; each is encoded once).", "",
+            "| stage | seconds | seconds per hour of video | hours of video per hour |", "|---|---:|---:|---:|",
+            f"| decoding pass alone (PyAV with its threads: decode, cut, sample) | {d['seconds']:,.1f} | "
+            f"{d['seconds_per_hour_of_video']:,.1f} | {d['video_seconds'] / max(d['seconds'], 1e-9):,.1f} |",
+            f"| whole indexer (decode beside encode, store) | {p['seconds']:,.1f} | {p['seconds_per_hour_of_video']:,.1f} | "
+            f"{p['hours_of_video_per_hour']:,.1f} |", "",
+            f"Target: an hour of video in at most {p['target_seconds_per_hour']:.0f} s: "
+            f"{p['seconds_per_hour_of_video']:,.1f} s ({met}). Encoder: {p['frames_per_s']:,.1f} distinct frames/s "
+            f"over the run; the main thread waited {p['wait_s']:.1f} s on decoding, encoded {p['encode_s']:.1f} s, "
+            f"stored {p['store_s']:.1f} s." + alone]
+
+
 def indexing_section(name: str, result: dict) -> list[str]:
     lines = indexing_intro(name, result) + indexing_table(result)
+    for spec, entry in result["backbones"].items():
+        if entry.get("encoder", {}).get("optimisations"):
+            lines += encoder_lines(spec, entry["encoder"])
+        for case in entry.get("long_videos", []):
+            lines += long_video_lines(spec, case, entry.get("encoder", {}).get("frames_per_s"))
     if result.get("peak_rss_bytes"):
         lines += ["", f"Peak RSS of the indexing process: {result['peak_rss_bytes'] / 2**20:,.0f} MiB (it also holds "
                   f"every decoded frame at once for the encode-alone figure)."]
