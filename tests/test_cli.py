@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO, write_video
 
-COMMANDS = ["index", "search", "eval", "train", "report", "accuracy", "bench", "build-moments", "eval-moments", "remove", "upgrade", "info"]
+COMMANDS = ["index", "search", "eval", "train", "import-checkpoint", "report", "accuracy", "bench", "build-moments", "eval-moments", "remove", "upgrade", "info"]
 
 
 def run(*args, check=True):

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -139,6 +140,8 @@ def read_plain(path: str | Path, what: str = "checkpoint", kind: str = "file") -
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about plain pickles before refusing them: the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{what} {path}: not a loadable {kind} of plain tensors ({load_failure(exc)})") from None

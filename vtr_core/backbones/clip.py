@@ -133,6 +133,8 @@ class ClipBackbone:
             raise BackboneError(f"cannot load CLIP clip:{body} ({reason})") from None
         self.spec = f"clip:{body}"
         self.model_name = model_name
+        # a checkpoint file's path (an imported model's record sits beside it), else None
+        self.weights_path = pretrained if pretrained and os.path.isfile(pretrained) else None
         self.id = f"clip:{weights_fingerprint(model_name, pretrained)}"
         self.device = device
         with torch.no_grad():
@@ -228,6 +230,20 @@ class ClipBackbone:
             tokens=[self._token_strings(row) for row in id_rows],
             texts=texts,
         )
+
+    def text_layers(self, count: int) -> dict[str, torch.Tensor] | None:
+        """CLIP's text position table and first `count` text blocks, in OpenAI's key names
+        (`positional_embedding`, `transformer.resblocks.{i}.*`): what CLIP4Clip starts its temporal
+        encoder from. None where the text tower is not OpenAI's layout, has fewer blocks, or is
+        narrower or wider than the joint space (the encoder runs on joint-space frame features)."""
+        state = self.model.state_dict()
+        names = ["positional_embedding"] + [k for k in state if k.startswith("transformer.resblocks.")
+                                            and int(k.split(".")[2]) < count]
+        if any(n not in state for n in names) or f"transformer.resblocks.{count - 1}.ln_1.weight" not in state:
+            return None
+        if state["positional_embedding"].shape[-1] != self.embed_dim:
+            return None
+        return {name: state[name].detach().float().cpu().clone() for name in names}
 
     # -- fine-tuning ---------------------------------------------------------------------------
     def trainable(self) -> torch.nn.Module:

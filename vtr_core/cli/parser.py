@@ -7,14 +7,15 @@ import argparse
 from vtr_core.cli.collection import cmd_index, cmd_info, cmd_remove, cmd_search, cmd_upgrade
 from vtr_core.cli.moments import cmd_build_moments, cmd_eval_moments
 from vtr_core.cli.studies import cmd_bench
-from vtr_core.cli.training import cmd_accuracy, cmd_eval, cmd_report, cmd_train
+from vtr_core.cli.training import cmd_accuracy, cmd_eval, cmd_import_checkpoint, cmd_report, cmd_train
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vtr_core", description="Video-text retrieval explorer")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add_command in (_add_index, _add_search, _add_eval, _add_train, _add_report, _add_accuracy, _add_bench,
-                        _add_build_moments, _add_eval_moments, _add_remove, _add_upgrade, _add_info):
+    for add_command in (_add_index, _add_search, _add_eval, _add_train, _add_import_checkpoint, _add_report,
+                        _add_accuracy, _add_bench, _add_build_moments, _add_eval_moments, _add_remove, _add_upgrade,
+                        _add_info):
         add_command(sub)
     return parser
 
@@ -90,6 +91,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-pairs", action="store_true", help="score every pair finely (no two-stage)")
     p.add_argument("--json", help="write the result here")
     p.set_defaults(func=cmd_eval)
+
+
+def _add_import_checkpoint(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-checkpoint", help="a model trained with the papers' code (EERCF, CLIP4Clip meanP or "
+                                                 "seqTransf) as a clip backbone and its head")
+    p.add_argument("file", help="the pytorch_model.bin the training code saved (read as plain tensors only)")
+    p.add_argument("--format", required=True, choices=["eercf", "clip4clip"], help="the code that trained it")
+    p.add_argument("--arch", default=None, help="ViT-B-32, ViT-B-16, ... (default: read off the weights)")
+    p.add_argument("--out", required=True, help="folder for backbone.pt, head.pt and import.json")
+    p.set_defaults(func=cmd_import_checkpoint)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

@@ -94,7 +94,7 @@ def _fine_tune(args: argparse.Namespace, backbone) -> int:
     frames = args.frames or 12
     pixels = prepare_pixels(dataset.video_paths, backbone, frames, progress=progress_bar("decoding"))
     head = create_head(args.method, backbone, num_frames=frames, corpus=dataset.captions, seed=args.seed,
-                       **_head_settings(args.set))
+                       for_training=True, **_head_settings(args.set))
     output = Path(args.output or f"runs/{args.method}-finetuned")
     result, spec = fine_tune(backbone, head, EndToEndData(pixels, dataset.captions, torch.as_tensor(dataset.caption_video)),
                              _train_config(args), output, frames, backbone_lr_scale=args.backbone_lr_scale)
@@ -158,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     validation = _validation_data(args, backbone) if holdout else None
     num_frames = videos.frames.shape[1]
     head = create_head(args.method, backbone, num_frames=num_frames, corpus=dataset.captions, seed=args.seed,
-                       **_head_settings(args.set)).to(backbone.device)
+                       for_training=True, **_head_settings(args.set)).to(backbone.device)
     output = Path(args.output or f"runs/{args.method}-{backbone_slug(backbone)}")
     config = _train_config(args)
     if rank == 0:
@@ -197,4 +197,18 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
                       log=log_to_stderr)
     write_study(study, Path(args.docs) / "ACCURACY.md", Path(args.docs) / "accuracy.json")
     print(f"wrote {args.docs}/ACCURACY.md and {args.docs}/accuracy.json ({study.seconds:.0f} s)")
+    return 0
+
+
+def cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    from vtr_core.methods.released import import_checkpoint
+
+    report = import_checkpoint(args.file, args.format, args.out, arch=args.arch)
+    print(f"imported {args.file} ({args.format}, {report.variant}): {report.tower_keys} CLIP tower keys, "
+          f"{len(report.key_map)} head keys")
+    for key in report.ignored:
+        print(f"  ignored {key} (carried by the format, used by nothing here)")
+    print(f"backbone  {report.backbone_spec}")
+    print(f"head      {report.head_path} ({report.method}, for backbone {report.backbone_id})")
+    print(f"next: python -m vtr_core index VIDEOS --index INDEX --backbone {report.backbone_spec}")
     return 0

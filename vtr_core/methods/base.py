@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.methods.explanation import Explanation
+from vtr_core.methods.temporal import TemporalEncoder
 
 State = dict[str, torch.Tensor]
 MAX_LOGIT_SCALE = 100.0
@@ -72,34 +73,19 @@ class FeatureAdapter(nn.Module):
         self.visual_raw = RawProjection(raw_dim, dim) if raw_dim else None
 
 
-class TemporalEncoder(nn.Module):
-    """CLIP4Clip's seqTransf: F' = F + TE(F + pos), here with a zero-initialised output map.
-
-    CLIP4Clip initialises TE from CLIP's text layers; the `lite` backbone has no such layers, so
-    the residual branch starts at zero instead, making F' = F before training (zero-shot safe).
-    """
-
-    def __init__(self, dim: int, layers: int = 4, heads: int = 8, max_frames: int = 64, dropout: float = 0.1):
-        super().__init__()
-        heads = heads if dim % heads == 0 else 1
-        self.position = nn.Parameter(torch.randn(max_frames, dim) * 0.01)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.output = nn.Linear(dim, dim)
-        nn.init.zeros_(self.output.weight)
-        nn.init.zeros_(self.output.bias)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        T = frames.shape[-2]
-        return frames + self.output(self.encoder(frames + self.position[:T]))
-
-
 @dataclass
 class HeadConfig:
     """Settings every head has; each method extends it with its own (docs/METHODS.md values)."""
 
     temporal_layers: int = 4
+    # the temporal encoder's form (methods/temporal.py): ours by default; RELEASED_TEMPORAL for heads
+    # imported from the papers' code or trained on a CLIP backbone
+    temporal_form: str = "zero-output"
+    temporal_activation: str = "gelu"
+    temporal_norm_eps: float = 1e-5
+    temporal_dropout: float = 0.1
+    temporal_positions: int = 64
+    temporal_heads: int = 8
     init_logit_scale: float = math.log(1 / 0.07)
     rerank_top_k: int = 0  # stage-2 candidates in search; 0: the coarse score is final
 
@@ -119,8 +105,12 @@ class RetrievalHead(nn.Module):
         self.config = config or self.config_class()
         self.adapter = FeatureAdapter(embed_dim, raw_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(self.config.init_logit_scale)))
-        if self.uses_temporal_encoder:
-            self.temporal = TemporalEncoder(embed_dim, layers=self.config.temporal_layers)
+        if self.uses_temporal_encoder or getattr(self.config, "sequence_encoder", False):
+            c = self.config
+            self.temporal = TemporalEncoder(embed_dim, layers=c.temporal_layers, heads=c.temporal_heads,
+                                            positions=c.temporal_positions,
+                                            dropout=c.temporal_dropout, form=c.temporal_form,
+                                            activation=c.temporal_activation, norm_eps=c.temporal_norm_eps)
         self.build()
 
     def build(self) -> None:

@@ -25,6 +25,7 @@ from vtr_core.storage import atomic_torch_save, read_plain
 
 CHECKPOINT_FORMAT = "vtr-head"
 CHECKPOINT_VERSION = 1
+IMPORT_RECORD = "import.json"  # written beside an imported backbone's weights (methods/released.py)
 
 
 def save_head(head: RetrievalHead, path: str | Path, backbone_id: str, num_frames: int, extra: dict | None = None,
@@ -136,8 +137,27 @@ def backbone_slug(backbone: Backbone) -> str:
     return backbone.spec.split(":")[0] if backbone.spec == "lite" else backbone.spec.replace(":", "-").replace("/", "-")
 
 
+def imported_head(backbone: Backbone) -> tuple[str, Path] | None:
+    """(method, head file) of a model imported with `import-checkpoint`, when the backbone's
+    weights are the ones it wrote: the record beside them names the head made with them."""
+    weights = getattr(backbone, "weights_path", None)
+    record_path = Path(weights).parent / IMPORT_RECORD if weights else None
+    if record_path is None or not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        method, head = record["method"], record_path.parent / record["head"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (method, head) if record.get("backbone_id") == backbone.id and head.is_file() else None
+
+
 def default_checkpoint(name: str, backbone: Backbone) -> Path | None:
-    """The shipped checkpoint of a method for a backbone, if there is one."""
+    """The head a method starts from on a backbone: the one imported with its weights, else the
+    shipped one, if there is one."""
+    imported = imported_head(backbone)
+    if imported is not None and imported[0] == name:
+        return imported[1]
     path = shipped_heads_dir() / f"{name}-{backbone_slug(backbone)}.pt"
     return path if path.is_file() else None
 
@@ -146,8 +166,12 @@ def best_shipped_method(backbone: Backbone) -> str:
     """The method whose shipped head scored best on validation (R@1+R@5+R@10), else meanp.
 
     Validation is the 100 train700 videos every shipped head was held out from, so the choice
-    never looks at test data; the app and `search` start from this method.
+    never looks at test data; the app and `search` start from this method. A model imported with
+    its backbone starts from the imported head's method.
     """
+    imported = imported_head(backbone)
+    if imported is not None:
+        return imported[0]
     scores = {}
     for name in METHODS:
         path = default_checkpoint(name, backbone)

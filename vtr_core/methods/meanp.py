@@ -1,16 +1,20 @@
 """CLIP4Clip mean pooling: a video is the mean of its L2-normalised frame features.
 
 The baseline every method is measured against: one vector per video, one per query, cosine.
+With `sequence_encoder` the frames first go through the temporal encoder, which is CLIP4Clip's
+"seqTransf" similarity (heads imported from CLIP4Clip checkpoints trained that way).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vtr_core.backbones.base import TextFeatures
-from vtr_core.methods.base import RetrievalHead, State
+from vtr_core.methods.base import HeadConfig, RetrievalHead, State
 from vtr_core.methods.explanation import Explanation, FramesPanel
 from vtr_core.methods.losses import symmetric_cross_entropy
 
@@ -25,12 +29,21 @@ def query_embedding(sentence_features: torch.Tensor) -> torch.Tensor:
     return F.normalize(sentence_features.float(), dim=-1)
 
 
+@dataclass
+class MeanPoolingConfig(HeadConfig):
+    sequence_encoder: bool = False  # CLIP4Clip seqTransf: the temporal encoder before pooling
+
+
 class MeanPooling(RetrievalHead):
     name = "meanp"
+    config_class = MeanPoolingConfig
 
     def video_state(self, frames: torch.Tensor, patches: torch.Tensor | None,
                     raw: torch.Tensor | None = None) -> State:
-        frames = F.normalize(self.adapt_frames(frames.float(), raw), dim=-1)
+        frames = self.adapt_frames(frames.float(), raw)
+        if self.config.sequence_encoder:
+            frames = self.temporal(frames)
+        frames = F.normalize(frames, dim=-1)
         return {"coarse": video_embedding(frames), "frames": frames}
 
     def text_state(self, text: TextFeatures) -> State:
