@@ -398,7 +398,8 @@ def test_the_command_reads_a_vit_b_32_off_its_weights(tmp_path):
     done = run_import(str(tmp_path / "pytorch_model.bin.0"), "--format", "clip4clip", "--out", str(tmp_path / "c4c"))
     assert done.returncode == 0, done.stderr
     spec = f"clip:ViT-B-32-quickgelu/{(tmp_path / 'c4c' / 'backbone.pt').resolve()}"
-    assert f"backbone  {spec}" in done.stdout and "(clip4clip, meanP): 302 CLIP tower keys" in done.stdout
+    assert f"backbone  {spec}" in done.stdout and "(clip4clip format, meanP head): 302 CLIP tower keys" in done.stdout
+    assert "No pretrained weights" not in done.stderr
     record = json.loads((tmp_path / "c4c" / "import.json").read_text())
     assert record["backbone_spec"] == spec and record["method"] == "meanp" and record["variant"] == "meanP"
     saved = torch.load(tmp_path / "c4c" / "backbone.pt", weights_only=True)["state_dict"]

@@ -10,6 +10,7 @@ are built from the `-quickgelu` configs, and the architecture is checked shape b
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -110,7 +111,11 @@ def save_tower(tower: dict[str, torch.Tensor], model_name: str, path: Path, what
     a checkpoint file; the backbone spec that loads it."""
     import open_clip
 
-    model = open_clip.create_model(model_name)
+    logging.disable(logging.WARNING)  # open_clip warns that no pretrained weights were named: they come next
+    try:
+        model = open_clip.create_model(model_name)
+    finally:
+        logging.disable(logging.NOTSET)
     expected = model.state_dict()
     missing = [TOWER_PREFIX + k for k in expected if k not in tower]
     unknown = [TOWER_PREFIX + k for k in tower if k not in expected]

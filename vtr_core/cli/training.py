@@ -204,7 +204,7 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
     from vtr_core.methods.released import import_checkpoint
 
     report = import_checkpoint(args.file, args.format, args.out, arch=args.arch)
-    print(f"imported {args.file} ({args.format}, {report.variant}): {report.tower_keys} CLIP tower keys, "
+    print(f"imported {args.file} ({args.format} format, {report.variant} head): {report.tower_keys} CLIP tower keys, "
           f"{len(report.key_map)} head keys")
     for key in report.ignored:
         print(f"  ignored {key} (carried by the format, used by nothing here)")
