@@ -2,6 +2,7 @@
 
 A backbone is named by a spec string, as open_clip names models and faiss names indexes:
   lite                    the offline backbone (EfficientNet-Lite0 + MiniLM, ConSE)
+  lite:PATH               the same with a text tower tuned by `train --end-to-end` (frame features unchanged)
   clip:ARCH/PRETRAINED    open_clip, a pretrained tag or a checkpoint path (see clip.py)
   auto                    clip:ViT-B-32/openai when its weights are on this machine, else lite
 """
@@ -35,18 +36,22 @@ def resolve_backbone_spec(spec: str = "auto") -> str:
         return f"clip:{DEFAULT_CLIP}" if cached_weights_path(model_name, pretrained) else "lite"
     if spec == "lite":
         return spec
+    if spec.startswith("lite:"):
+        if not spec[len("lite:"):]:
+            raise BackboneError("lite:PATH needs the path of a tuned text tower")
+        return spec
     if spec.startswith("clip:"):
         parse_clip_spec(spec[len("clip:") :])
         return spec
-    raise BackboneError(f"unknown backbone {spec!r}: use auto, lite or clip:ARCH/PRETRAINED_OR_PATH")
+    raise BackboneError(f"unknown backbone {spec!r}: use auto, lite, lite:TEXT_TOWER or clip:ARCH/PRETRAINED_OR_PATH")
 
 
 @functools.lru_cache(maxsize=4)
 def _build(spec: str, device: torch.device) -> Backbone:
-    if spec == "lite":
+    if spec == "lite" or spec.startswith("lite:"):
         from vtr_core.backbones.lite import LiteBackbone
 
-        return LiteBackbone(device)
+        return LiteBackbone(device, text_tower=spec[len("lite:"):] if spec.startswith("lite:") else None)
     from vtr_core.backbones.clip import ClipBackbone
 
     return ClipBackbone(spec[len("clip:") :], device)

@@ -13,7 +13,9 @@ chosen on train700 videos, never on test300 (docs/ACCURACY.md lists what was tri
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,14 +29,16 @@ from vtr_core.backbones.base import (
 )
 from vtr_core.backbones.lite_frames import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, LiteFrameEncoder  # noqa: F401
 from vtr_core.contracts import clean_queries
-from vtr_core.errors import BackboneError
-from vtr_core.storage import atomic_torch_save, cache_dir
+from vtr_core.errors import BackboneError, CheckpointError
+from vtr_core.storage import atomic_torch_save, cache_dir, file_sha256, read_plain
 
 CLASS_TEMPLATES = ("a photo of a {}.", "a video of a {}.", "{}")
 CONSE_TOP_K = 10
 CONSE_TEMPERATURE = 3.0  # softmax temperature on the ImageNet logits (1 in ConSE; 3 chosen on train700)
 MAX_TEXT_TOKENS = 128
 TEXT_BATCH = 256
+LITE_ID = f"lite:efficientnet_lite0+all-MiniLM-L6-v2/conse-top{CONSE_TOP_K}-T{CONSE_TEMPERATURE:g}-t{len(CLASS_TEMPLATES)}-raw-v2"
+TEXT_TOWER_FORMAT = "vtr-lite-text-tower"
 
 
 def conse(logits: torch.Tensor, class_embeddings: torch.Tensor, top_k: int = CONSE_TOP_K,
@@ -101,6 +105,10 @@ class MiniLMEncoder:
     def __call__(self, texts: list[str]) -> TextFeatures:
         if len(texts) > TEXT_BATCH:
             return concat_text_features([self(texts[i : i + TEXT_BATCH]) for i in range(0, len(texts), TEXT_BATCH)])
+        return self.forward(texts).to(torch.device("cpu"))
+
+    def forward(self, texts: list[str]) -> TextFeatures:
+        """One batch on the device, differentiable (text-tower tuning); `__call__` batches without grad."""
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt"
         ).to(self.device)
@@ -111,28 +119,35 @@ class MiniLMEncoder:
         special = torch.isin(batch["input_ids"], torch.tensor(self.tokenizer.all_special_ids, device=self.device))
         tokens = [self.tokenizer.convert_ids_to_tokens(ids) for ids in batch["input_ids"].tolist()]
         return TextFeatures(
-            sentence=F.normalize(pooled, dim=-1).cpu(),
-            word_tokens=hidden.cpu(),
-            word_mask=(attention & ~special).cpu(),
+            sentence=F.normalize(pooled, dim=-1),
+            word_tokens=hidden,
+            word_mask=attention & ~special,
             tokens=tokens,
             texts=list(texts),
         )
 
 
 class LiteBackbone:
-    spec = "lite"
-    id = f"lite:efficientnet_lite0+all-MiniLM-L6-v2/conse-top{CONSE_TOP_K}-T{CONSE_TEMPERATURE:g}-t{len(CLASS_TEMPLATES)}-raw-v2"
-    patch_grid = (7, 7)
-    trains_end_to_end = False  # no differentiable forward_pixels/forward_text, no save_weights
+    """`lite`, or `lite:PATH` with a tuned text tower (locked-image tuning, training/text_tower.py):
+    the image side, ConSE's class embeddings included, stays the original's, so frame features
+    are the same; queries go through the tuned MiniLM."""
 
-    def __init__(self, device: torch.device):
+    spec = "lite"
+    id = LITE_ID
+    patch_grid = (7, 7)
+    trains_end_to_end = False  # no differentiable forward_pixels, no save_weights
+    tunes_text_tower = True  # text_tower_copy(); save_text_tower() writes a tuned copy
+
+    def __init__(self, device: torch.device, text_tower: str | None = None):
         self.device = device
         self.text_encoder = MiniLMEncoder(device)
         self.embed_dim = self.text_encoder.dim
         # depthwise convolutions run faster channels-last on both CPU and GPU
         self.image_model = load_efficientnet_lite0().to(device, memory_format=torch.channels_last)
         self.raw_dim = int(self.image_model.num_features)
-        self.class_embeddings = self._class_embeddings()  # [1000, D], unit norm
+        self.class_embeddings = self._class_embeddings()  # [1000, D], unit norm: the original MiniLM's
+        if text_tower is not None:
+            self._load_text_tower(text_tower)
         # the same computation as image_model, in a faster form on the CPU (lite_frames.py)
         self.frame_encoder = LiteFrameEncoder(self.image_model, self.conse, device)
 
@@ -173,3 +188,42 @@ class LiteBackbone:
 
     def encode_text(self, texts: list[str]) -> TextFeatures:
         return self.text_encoder(clean_queries(texts))
+
+    # -- text-tower tuning (the image side stays locked) ----------------------------------------
+    def text_tower_copy(self) -> "MiniLMEncoder":
+        """A copy of the text tower to tune (training/text_tower.py): the backbone itself, which
+        other users of this process share, never changes."""
+        tower = copy.copy(self.text_encoder)
+        tower.model = copy.deepcopy(self.text_encoder.model)
+        return tower
+
+    def _load_text_tower(self, path: str) -> None:
+        """Tuned MiniLM weights (read as plain tensors) in place of the packaged ones."""
+        what = f"lite text tower {path}"
+        try:
+            stored = read_plain(path, what="lite text tower", kind="text tower")
+        except CheckpointError as exc:
+            raise BackboneError(str(exc)) from None
+        if not isinstance(stored, dict) or stored.get("format") != TEXT_TOWER_FORMAT:
+            raise BackboneError(f"{what}: not a text tower saved by end-to-end training on lite")
+        if stored.get("base") != LITE_ID:
+            raise BackboneError(f"{what}: tuned for {stored.get('base')}, this version's lite is {LITE_ID}")
+        model = self.text_encoder.model
+        try:
+            model.load_state_dict({k: v.float() for k, v in stored["state_dict"].items()}, strict=True)
+        except (RuntimeError, AttributeError, KeyError) as exc:
+            raise BackboneError(f"{what}: does not fit all-MiniLM-L6-v2 ({str(exc).splitlines()[0][:160]})") from None
+        self.spec = f"lite:{path}"
+        self.id = text_tower_id(path)
+
+
+def text_tower_id(path: str | Path) -> str:
+    """The id of `lite:PATH`: what its features depend on (the tuned weights, hashed)."""
+    return f"{LITE_ID}+text:sha256:{file_sha256(path)[:16]}"
+
+
+def save_text_tower(tower: MiniLMEncoder, path: str | Path) -> str:
+    """Write a tuned text tower (float16) and return the spec that loads it as a backbone."""
+    state = {k: v.detach().half().cpu() for k, v in tower.model.state_dict().items()}
+    atomic_torch_save({"format": TEXT_TOWER_FORMAT, "base": LITE_ID, "state_dict": state}, path)
+    return f"lite:{Path(path).resolve()}"

@@ -118,8 +118,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/ (float16)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="head setting, e.g. temporal_layers=1")
     p.add_argument("--end-to-end", action="store_true",
-                   help="fine-tune a clip backbone with the head, from decoded frames (GPU advised)")
-    p.add_argument("--backbone-lr-scale", type=float, default=1e-3, help="backbone lr = lr x this (end-to-end)")
+                   help="tune the backbone with the head: a clip backbone from decoded frames (GPU advised); "
+                   "lite's text tower on stored video features (locked image)")
+    p.add_argument("--backbone-lr-scale", type=float, default=None,
+                   help="backbone lr = lr x this (end-to-end; default 1e-3 for clip, 0.1 for lite's text tower)")
     p.add_argument("--frames", type=int, default=None, help="frames per video (end-to-end; default 12)")
     p.set_defaults(func=cmd_train)
 

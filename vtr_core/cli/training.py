@@ -83,12 +83,42 @@ def _train_config(args: argparse.Namespace):
                        weight_decay=args.weight_decay)
 
 
+def _tune_text(args: argparse.Namespace, backbone) -> int:
+    """train --end-to-end on lite: its text tower and the head together on stored video features,
+    the best epoch on the 100 held-out train700 videos (or the last, with --no-holdout)."""
+    import torch
+
+    from vtr_core.methods import create_head
+    from vtr_core.training.text_tower import TEXT_LR_SCALE, CaptionedFeatures, tune_text_tower
+
+    def captioned(split: str) -> CaptionedFeatures:
+        dataset, videos, _, _ = _load_split(args, backbone, split)
+        return CaptionedFeatures(videos.frames, videos.patches, videos.raw, dataset.captions,
+                                 torch.as_tensor(dataset.caption_video), dataset.queries,
+                                 torch.as_tensor(dataset.query_video))
+
+    holdout = args.split == "train700" and not args.no_holdout
+    data = captioned("train" if holdout else args.split)
+    num_frames = data.frames.shape[1]
+    head = create_head(args.method, backbone, num_frames=num_frames, corpus=data.captions, seed=args.seed,
+                       for_training=True, **_head_settings(args.set))
+    output = Path(args.output or f"runs/{args.method}-lite-text")
+    result, spec = tune_text_tower(backbone, head, data, _train_config(args), output, num_frames,
+                                   validation=captioned("val") if holdout else None,
+                                   text_lr_scale=args.backbone_lr_scale or TEXT_LR_SCALE)
+    print(f"tuned the text tower with {args.method} for {len(result.history)} epochs in {result.seconds:.0f} s; "
+          f"best epoch {result.best_epoch}; backbone {spec}; head {output / 'best.pt'}")
+    print(f"index with it: python -m vtr_core index VIDEO_DIR --index NEW_INDEX --backbone {spec}")
+    return 0
+
+
 def _fine_tune(args: argparse.Namespace, backbone) -> int:
     """train --end-to-end: backbone and head together, from decoded frames (a GPU is advised)."""
     import torch
 
     from vtr_core.methods import create_head
     from vtr_core.training import EndToEndData, fine_tune, load_dataset, prepare_pixels
+    from vtr_core.training.end_to_end import BACKBONE_LR_SCALE
 
     dataset = load_dataset(args.data_dir, args.split)
     frames = args.frames or 12
@@ -97,7 +127,8 @@ def _fine_tune(args: argparse.Namespace, backbone) -> int:
                        for_training=True, **_head_settings(args.set))
     output = Path(args.output or f"runs/{args.method}-finetuned")
     result, spec = fine_tune(backbone, head, EndToEndData(pixels, dataset.captions, torch.as_tensor(dataset.caption_video)),
-                             _train_config(args), output, frames, backbone_lr_scale=args.backbone_lr_scale)
+                             _train_config(args), output, frames,
+                             backbone_lr_scale=args.backbone_lr_scale or BACKBONE_LR_SCALE)
     print(f"fine-tuned {result.steps} steps in {result.seconds:.0f} s; backbone {spec}; head {output / 'best.pt'}")
     print(f"index with it: python -m vtr_core index VIDEO_DIR --index NEW_INDEX --backbone {spec}")
     return 0
@@ -152,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     rank, _ = world()
     backbone = create_backbone(args.backbone, args.device)
     if args.end_to_end:
-        return _fine_tune(args, backbone)
+        return _tune_text(args, backbone) if getattr(backbone, "tunes_text_tower", False) else _fine_tune(args, backbone)
     holdout = args.split == "train700" and not args.no_holdout
     dataset, videos, _, captions = _load_split(args, backbone, "train" if holdout else args.split)
     validation = _validation_data(args, backbone) if holdout else None

@@ -1,0 +1,133 @@
+"""Locked-image tuning of the lite backbone's text tower (LiT, Zhai et al. 2022).
+
+The text tower (MiniLM) learns together with a head, at TEXT_LR_SCALE times the head's learning
+rate, against stored features of the frozen image side: no frame is decoded or encoded again,
+and a step costs one MiniLM forward and backward over the batch's captions. The epoch with the
+best validation R@1+R@5+R@10 is kept (and training stops PATIENCE epochs after it). The tuned
+tower becomes the backbone `lite:DIR/text_tower.pt`, whose frame features equal lite's; the head
+is tied to its id, so indexes are built (or rebuilt) with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from vtr_core.errors import VtrError
+from vtr_core.methods import RetrievalHead, save_head
+from vtr_core.training.evaluate import evaluate_head
+from vtr_core.training.loop import (
+    Stepper,
+    TrainConfig,
+    TrainResult,
+    epoch_line,
+    parameter_groups,
+    sample_batches,
+    steps_per_epoch,
+)
+
+TEXT_LR_SCALE = 0.1  # the tower's learning rate over the head's
+PATIENCE = 5
+
+
+@dataclass
+class CaptionedFeatures:
+    """Stored features of some videos, with their captions as text (encoded anew at each step)."""
+
+    frames: torch.Tensor  # [V, T, D]
+    patches: torch.Tensor | None  # [V, T, P, D]
+    raw: torch.Tensor | None  # [V, T, R]
+    captions: list[str]
+    caption_video: torch.Tensor  # [C]
+    queries: list[str] | None = None  # validation: one query per video (text-to-video)
+    query_video: torch.Tensor | None = None
+
+
+def require_text_tuning(backbone) -> None:
+    if not getattr(backbone, "tunes_text_tower", False):
+        raise VtrError(f"text-tower tuning needs the lite backbone, not {backbone.spec}")
+
+
+def validate_with(tower, head: RetrievalHead, data: CaptionedFeatures) -> dict:
+    """Both directions on held-out videos with the tower as it is now; R@1+R@5+R@10 to select by."""
+    with torch.no_grad():
+        queries, captions = tower(data.queries), tower(data.captions)
+    result = evaluate_head(head, data.frames, data.patches, queries, data.query_video, captions,
+                           data.caption_video, rerank_top_k=head.eval_rerank_top_k, raw=data.raw)
+    t2v = result.plain["t2v"]
+    return {"val_t2v": t2v, "val_v2t": result.plain["v2t"], "val_rsum": t2v["R@1"] + t2v["R@5"] + t2v["R@10"]}
+
+
+def _groups(head: RetrievalHead, tower: torch.nn.Module, config: TrainConfig, scale: float) -> list[dict]:
+    """The head's AdamW groups, then the tower's (matrices decayed) at the scaled learning rate."""
+    matrices = [p for p in tower.parameters() if p.dim() >= 2]
+    rest = [p for p in tower.parameters() if p.dim() < 2]
+    return parameter_groups(head, config.weight_decay) + [
+        {"params": matrices, "weight_decay": config.weight_decay, "lr": config.lr * scale},
+        {"params": rest, "weight_decay": 0.0, "lr": config.lr * scale}]
+
+
+def _epoch(tower, head: RetrievalHead, data: CaptionedFeatures, config: TrainConfig, stepper: Stepper,
+           groups: list[dict], result: TrainResult) -> dict:
+    """One pass over the training videos (a caption each); the mean of each loss part."""
+    tower.model.train()
+    head.train()
+    parts: list[dict] = []
+    device = head.device
+    for videos, captions in sample_batches(len(data.frames), data.caption_video, config.batch_size, stepper.generator):
+        text = tower.forward([data.captions[c] for c in captions.tolist()])
+        optional = [None if t is None else t[videos].to(device).float() for t in (data.patches, data.raw)]
+        loss, losses = head.loss(text, data.frames[videos].to(device).float(), *optional)
+        stepper.step(loss, [p for g in groups for p in g["params"]], config.grad_clip)
+        result.steps += 1
+        parts.append(losses)
+    tower.model.eval()
+    head.eval()
+    return {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]} if parts else {}
+
+
+def tune_text_tower(backbone, head: RetrievalHead, data: CaptionedFeatures, config: TrainConfig,
+                    output_dir: str | Path, num_frames: int, validation: CaptionedFeatures | None = None,
+                    text_lr_scale: float = TEXT_LR_SCALE, patience: int = PATIENCE,
+                    log: Callable[[str], None] = print) -> tuple[TrainResult, str]:
+    """Tune a copy of the backbone's text tower with the head; write output_dir/text_tower.pt and
+    output_dir/best.pt (the head, tied to the tuned backbone) from the best epoch; its spec."""
+    from vtr_core.backbones.lite import save_text_tower, text_tower_id
+
+    require_text_tuning(backbone)
+    tower = backbone.text_tower_copy()
+    head.to(backbone.device)
+    groups = _groups(head, tower.model, config, text_lr_scale)
+    stepper = Stepper.start(groups, config, steps_per_epoch(len(data.frames), data.caption_video, config.batch_size))
+    result, best = TrainResult(), None
+    started = time.perf_counter()
+    for epoch in range(config.epochs):
+        record = {"epoch": epoch, "lr": stepper.scheduler.get_last_lr()[0],
+                  **_epoch(tower, head, data, config, stepper, groups, result)}
+        if validation is not None:
+            record.update(validate_with(tower, head, validation))
+        result.history.append(record)
+        log(epoch_line(epoch, record))
+        score = record.get("val_rsum", float(epoch))  # without validation: the last epoch
+        if score > result.best_score:
+            result.best_epoch, result.best_score = epoch, score
+            best = (copy.deepcopy(tower.model.state_dict()), copy.deepcopy(head.state_dict()), record)
+        elif epoch - result.best_epoch >= patience:
+            log(f"no better validation for {patience} epochs: stopping, best epoch {result.best_epoch}")
+            break
+    tower_state, head_state, record = best
+    tower.model.load_state_dict(tower_state)
+    head.load_state_dict(head_state)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    spec = save_text_tower(tower, output_dir / "text_tower.pt")
+    save_head(head.cpu(), output_dir / "best.pt", text_tower_id(output_dir / "text_tower.pt"), num_frames,
+              extra={"epoch": result.best_epoch, "record": record, "train_config": asdict(config),
+                     "text_tower": spec, "text_lr_scale": text_lr_scale})
+    result.seconds = time.perf_counter() - started
+    return result, spec
