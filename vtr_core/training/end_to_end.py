@@ -64,8 +64,8 @@ def prepare_pixels(paths: list, backbone: Backbone, num_frames: int,
     return torch.stack(crops)
 
 
-def _joint_groups(head: RetrievalHead, model: torch.nn.Module, config: TrainConfig,
-                  backbone_lr_scale: float) -> list[dict]:
+def joint_groups(head: RetrievalHead, model: torch.nn.Module, config: TrainConfig,
+                 backbone_lr_scale: float) -> list[dict]:
     """The head's AdamW groups, then the backbone's (matrices decayed) at the scaled learning rate."""
     backbone_decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     backbone_rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -126,7 +126,7 @@ def fine_tune(
     require_end_to_end(backbone)
     model = backbone.trainable()
     head.to(backbone.device)
-    groups = _joint_groups(head, model, config, backbone_lr_scale)
+    groups = joint_groups(head, model, config, backbone_lr_scale)
     num_videos = data.pixels.shape[0]
     stepper = Stepper.start(groups, config, steps_per_epoch(num_videos, data.caption_video, config.batch_size))
     norm = _pixel_norm(backbone)

@@ -20,13 +20,13 @@ import torch
 
 from vtr_core.errors import VtrError
 from vtr_core.methods import RetrievalHead, save_head
+from vtr_core.training.end_to_end import joint_groups
 from vtr_core.training.evaluate import evaluate_head
 from vtr_core.training.loop import (
     Stepper,
     TrainConfig,
     TrainResult,
     epoch_line,
-    parameter_groups,
     sample_batches,
     steps_per_epoch,
 )
@@ -63,15 +63,6 @@ def validate_with(tower, head: RetrievalHead, data: CaptionedFeatures) -> dict:
     return {"val_t2v": t2v, "val_v2t": result.plain["v2t"], "val_rsum": t2v["R@1"] + t2v["R@5"] + t2v["R@10"]}
 
 
-def _groups(head: RetrievalHead, tower: torch.nn.Module, config: TrainConfig, scale: float) -> list[dict]:
-    """The head's AdamW groups, then the tower's (matrices decayed) at the scaled learning rate."""
-    matrices = [p for p in tower.parameters() if p.dim() >= 2]
-    rest = [p for p in tower.parameters() if p.dim() < 2]
-    return parameter_groups(head, config.weight_decay) + [
-        {"params": matrices, "weight_decay": config.weight_decay, "lr": config.lr * scale},
-        {"params": rest, "weight_decay": 0.0, "lr": config.lr * scale}]
-
-
 def _epoch(tower, head: RetrievalHead, data: CaptionedFeatures, config: TrainConfig, stepper: Stepper,
            groups: list[dict], result: TrainResult) -> dict:
     """One pass over the training videos (a caption each); the mean of each loss part."""
@@ -102,7 +93,7 @@ def tune_text_tower(backbone, head: RetrievalHead, data: CaptionedFeatures, conf
     require_text_tuning(backbone)
     tower = backbone.text_tower_copy()
     head.to(backbone.device)
-    groups = _groups(head, tower.model, config, text_lr_scale)
+    groups = joint_groups(head, tower.model, config, text_lr_scale)
     stepper = Stepper.start(groups, config, steps_per_epoch(len(data.frames), data.caption_video, config.batch_size))
     result, best = TrainResult(), None
     started = time.perf_counter()
