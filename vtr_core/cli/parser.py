@@ -115,7 +115,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--output", help="run folder (default runs/METHOD-BACKBONE)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
-    p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/ (float16)")
+    p.add_argument("--ship", action="store_true", help="copy the best checkpoint to precomputed/heads/ (float16); "
+                   "with --end-to-end on lite, the text tower too, as the backbone TOWER:DATASET")
+    p.add_argument("--caption-passes", type=int, default=1,
+                   help="captions per video per epoch (1 chosen on validation: 20 overfit sooner)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="head setting, e.g. temporal_layers=1")
     p.add_argument("--end-to-end", action="store_true",
                    help="tune the backbone with the head: a clip backbone from decoded frames (GPU advised); "

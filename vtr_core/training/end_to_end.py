@@ -128,7 +128,8 @@ def fine_tune(
     head.to(backbone.device)
     groups = joint_groups(head, model, config, backbone_lr_scale)
     num_videos = data.pixels.shape[0]
-    stepper = Stepper.start(groups, config, steps_per_epoch(num_videos, data.caption_video, config.batch_size))
+    stepper = Stepper.start(groups, config, steps_per_epoch(num_videos, data.caption_video, config.batch_size,
+                                                    config.caption_passes))
     norm = _pixel_norm(backbone)
     result = TrainResult()
     started = time.perf_counter()
@@ -136,7 +137,8 @@ def fine_tune(
         model.train()
         head.train()
         losses = []
-        for videos, captions in sample_batches(num_videos, data.caption_video, config.batch_size, stepper.generator):
+        for videos, captions in sample_batches(num_videos, data.caption_video, config.batch_size, stepper.generator,
+                                           config.caption_passes):
             loss, parts = _joint_loss(backbone, head, data, videos, captions, num_frames, norm)
             stepper.step(loss, [p for g in groups for p in g["params"]], config.grad_clip)
             result.steps += 1

@@ -37,6 +37,7 @@ class TrainConfig:
     warmup: float = 0.1  # share of all steps
     grad_clip: float = 1.0
     seed: int = 42
+    caption_passes: int = 1  # captions per video per epoch (each a round over all videos)
 
 
 @dataclass
@@ -90,24 +91,27 @@ def warmup_cosine(step: int, total: int, warmup_steps: int) -> float:
 
 
 def sample_batches(num_videos: int, caption_video: torch.Tensor, batch_size: int,
-                   generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch: every video once, in batches of distinct videos, each with a random caption."""
+                   generator: torch.Generator, passes: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of `passes` rounds; each round takes every video once, in batches of distinct
+    videos, with a caption not yet drawn this epoch (a video's captions cycle when it has fewer)."""
     by_video = [torch.nonzero(caption_video == v).flatten() for v in range(num_videos)]
-    order = torch.randperm(num_videos, generator=generator)
+    drawn = [c[torch.randperm(len(c), generator=generator)] for c in by_video]
     batches = []
-    for start in range(0, num_videos, batch_size):
-        videos = order[start : start + batch_size]
-        if len(videos) < 2:  # a contrastive batch needs negatives
-            continue
-        picks = torch.randint(0, 1 << 30, (len(videos),), generator=generator)
-        captions = torch.stack([by_video[v][p % len(by_video[v])] for v, p in zip(videos.tolist(), picks.tolist())])
-        batches.append((videos, captions))
+    for round_ in range(passes):
+        order = torch.randperm(num_videos, generator=generator)
+        order = order[torch.tensor([len(drawn[v]) > 0 for v in order.tolist()], dtype=torch.bool)]
+        for start in range(0, len(order), batch_size):
+            videos = order[start : start + batch_size]
+            if len(videos) < 2:  # a contrastive batch needs negatives
+                continue
+            captions = torch.stack([drawn[v][round_ % len(drawn[v])] for v in videos.tolist()])
+            batches.append((videos, captions))
     return batches
 
 
-def steps_per_epoch(num_videos: int, caption_video: torch.Tensor, batch_size: int) -> int:
+def steps_per_epoch(num_videos: int, caption_video: torch.Tensor, batch_size: int, passes: int = 1) -> int:
     """How many batches `sample_batches` makes of these videos (the same every epoch)."""
-    return len(sample_batches(num_videos, caption_video, batch_size, torch.Generator()))
+    return len(sample_batches(num_videos, caption_video, batch_size, torch.Generator(), passes))
 
 
 @dataclass
@@ -226,7 +230,8 @@ def _train_epoch(head: RetrievalHead, data: TrainData, config: TrainConfig, step
     loss_fn = GatheredLoss(head)
     head.train()
     losses = []
-    for videos, captions in sample_batches(len(data.frames), data.caption_video, config.batch_size, stepper.generator):
+    for videos, captions in sample_batches(len(data.frames), data.caption_video, config.batch_size, stepper.generator,
+                                           config.caption_passes):
         local = slice(rank * shard, (rank + 1) * shard) if size > 1 else slice(None)
         loss, parts = loss_fn(*_batch_on(head.device, data, videos[local], captions[local]))
         stepper.step(loss, head.parameters(), config.grad_clip, before_clip=lambda: average_gradients(head))
@@ -255,7 +260,8 @@ def train_head(
         raise VtrError(f"batch size {config.batch_size} does not split over {size} processes")
     files = _Checkpoints(Path(output_dir), backbone_id, num_frames, config)
     stepper = Stepper.start(parameter_groups(head, config.weight_decay), config,
-                            steps_per_epoch(len(data.frames), data.caption_video, config.batch_size))
+                            steps_per_epoch(len(data.frames), data.caption_video, config.batch_size,
+                                                    config.caption_passes))
     result, start_epoch = TrainResult(), 0
     if rank == 0:
         files.remove_stale_temps()

@@ -70,7 +70,8 @@ def _epoch(tower, head: RetrievalHead, data: CaptionedFeatures, config: TrainCon
     head.train()
     parts: list[dict] = []
     device = head.device
-    for videos, captions in sample_batches(len(data.frames), data.caption_video, config.batch_size, stepper.generator):
+    for videos, captions in sample_batches(len(data.frames), data.caption_video, config.batch_size, stepper.generator,
+                                           config.caption_passes):
         text = tower.forward([data.captions[c] for c in captions.tolist()])
         optional = [None if t is None else t[videos].to(device).float() for t in (data.patches, data.raw)]
         loss, losses = head.loss(text, data.frames[videos].to(device).float(), *optional)
@@ -94,7 +95,8 @@ def tune_text_tower(backbone, head: RetrievalHead, data: CaptionedFeatures, conf
     tower = backbone.text_tower_copy()
     head.to(backbone.device)
     groups = joint_groups(head, tower.model, config, text_lr_scale)
-    stepper = Stepper.start(groups, config, steps_per_epoch(len(data.frames), data.caption_video, config.batch_size))
+    stepper = Stepper.start(groups, config, steps_per_epoch(len(data.frames), data.caption_video, config.batch_size,
+                                                    config.caption_passes))
     result, best = TrainResult(), None
     started = time.perf_counter()
     for epoch in range(config.epochs):
@@ -116,8 +118,8 @@ def tune_text_tower(backbone, head: RetrievalHead, data: CaptionedFeatures, conf
     head.load_state_dict(head_state)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    spec = save_text_tower(tower, output_dir / "text_tower.pt")
-    save_head(head.cpu(), output_dir / "best.pt", text_tower_id(output_dir / "text_tower.pt"), num_frames,
+    spec = save_text_tower(tower, output_dir / "text_tower.pt", backbone)
+    save_head(head.cpu(), output_dir / "best.pt", text_tower_id(output_dir / "text_tower.pt", backbone.base_id), num_frames,
               extra={"epoch": result.best_epoch, "record": record, "train_config": asdict(config),
                      "text_tower": spec, "text_lr_scale": text_lr_scale})
     result.seconds = time.perf_counter() - started
