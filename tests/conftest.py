@@ -162,6 +162,14 @@ def lite_backbone():
 
 
 @pytest.fixture(scope="session")
+def default_backbone():
+    """The offline backbone the shipped heads and the demo index were made with."""
+    from vtr_core.backbones import create_backbone, offline_default
+
+    return create_backbone(offline_default(), "cpu")
+
+
+@pytest.fixture(scope="session")
 def msrvtt_dir() -> Path:
     if not (MSRVTT / "videos").is_dir():
         pytest.skip(f"MSR-VTT data not found at {MSRVTT}")

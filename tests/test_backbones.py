@@ -45,9 +45,17 @@ def test_unknown_backbone_is_a_clear_error():
         resolve_backbone_spec("clip:ViT-B-32")
 
 
-def test_auto_is_lite_without_cached_clip_weights(monkeypatch, tmp_path):
+def test_auto_is_the_offline_default_without_cached_clip_weights(monkeypatch, tmp_path):
+    from vtr_core.backbones import OFFLINE_DEFAULT
+
     monkeypatch.setenv("HOME", str(tmp_path))
+    tower, _, name = OFFLINE_DEFAULT.partition(":")
+    monkeypatch.setenv("VTR_DATA_DIR", str(tmp_path / "data"))  # no shipped text tower there
     assert resolve_backbone_spec("auto") == "lite"
+    shipped = tmp_path / "data" / "precomputed" / "text_towers"
+    shipped.mkdir(parents=True)
+    (shipped / f"{tower}-{name}.pt").write_bytes(b"a tower")
+    assert resolve_backbone_spec("auto") == OFFLINE_DEFAULT
     cache = tmp_path / ".cache" / "clip"
     cache.mkdir(parents=True)
     (cache / "ViT-B-32.pt").write_bytes(b"weights")  # open_clip's URL cache for ViT-B-32/openai

@@ -43,7 +43,7 @@ def test_tower_runs_at_its_resolution_and_matches_timm(name, demo_frames):
     pixels = frames_to_tensor(demo_frames, spec.size, spec.mean, spec.std, torch.device("cpu"))
     with torch.no_grad():
         feature_map = backbone.image_model.forward_features(pixels)  # timm's own forward
-    grids = {"lite0": (7, 7), "lite1": (8, 8), "lite2": (9, 9)}
+    grids = {"lite0": (7, 7), "lite1": (7, 7), "lite2": (7, 7)}  # all at 224 px (chosen on train700)
     assert tuple(feature_map.shape[2:]) == backbone.patch_grid == grids[name]
     features = backbone.encode_frames(demo_frames)
     grid = backbone.patch_grid[0] * backbone.patch_grid[1]

@@ -132,6 +132,26 @@ def test_train_end_to_end_on_lite_tunes_the_text_tower(tmp_path, lite_backbone, 
     assert checkpoint["training"]["text_lr_scale"] == 0.1
 
 
+def test_train_end_to_end_ship_names_the_tower_after_the_data(tmp_path, lite_backbone, capsys, monkeypatch):
+    """--ship: precomputed/text_towers/lite-DATASET.pt and its head, found by `lite:DATASET` alone."""
+    from vtr_core.cli import main
+    from vtr_core.methods import resolve_head
+
+    monkeypatch.setenv("VTR_DATA_DIR", str(tmp_path / "shipped"))
+    captioned_folder(tmp_path / "colours", count=4)
+    assert main(["train", "--method", "meanp", "--backbone", "lite", "--data-dir", str(tmp_path / "colours"),
+                 "--split", "all", "--end-to-end", "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                 "--cache", str(tmp_path / "cache"), "--output", str(tmp_path / "run"), "--ship"]) == 0
+    assert "--backbone lite:colours" in capsys.readouterr().out
+    shipped = tmp_path / "shipped" / "precomputed"
+    tower = (tmp_path / "run" / "text_tower.pt").read_bytes()
+    assert (shipped / "text_towers" / "lite-colours.pt").read_bytes() == tower
+    backbone = create_backbone("lite:colours", "cpu")
+    head, source = resolve_head("meanp", backbone, num_frames=4)
+    assert source == str(shipped / "heads" / "meanp-lite-colours.pt")
+    assert backbone.id == text_tower_id(tmp_path / "run" / "text_tower.pt")
+
+
 def test_a_shipped_text_tower_is_named_by_its_file(tuned_tower, lite_backbone, tmp_path, monkeypatch):
     """`lite:NAME` loads precomputed/text_towers/lite-NAME.pt: a spec that stays valid wherever the
     files live, and whose heads ship as precomputed/heads/METHOD-lite-NAME.pt."""

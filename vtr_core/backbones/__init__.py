@@ -5,7 +5,8 @@ A backbone is named by a spec string, as open_clip names models and faiss names 
   lite0, lite1, lite2     EfficientNet-Lite0/1/2 as TensorFlow trained them (SAME padding, inputs in [-1, 1])
   lite:PATH               any of them with a text tower tuned by `train --end-to-end` (frame features unchanged)
   clip:ARCH/PRETRAINED    open_clip, a pretrained tag or a checkpoint path (see clip.py)
-  auto                    clip:ViT-B-32/openai when its weights are on this machine, else lite
+  auto                    clip:ViT-B-32/openai when its weights are on this machine, else the offline
+                          backbone the shipped heads were chosen for (OFFLINE_DEFAULT), else lite
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ __all__ = ["Backbone", "FrameFeatures", "TextFeatures", "create_backbone", "reso
 
 log = logging.getLogger(__name__)
 LITE_TOWERS = ("lite", "lite0", "lite1", "lite2")  # vtr_core.backbones.lite.IMAGE_TOWERS, without importing it
+# chosen on validation (docs/ACCURACY.md, section 5): its text tower ships in precomputed/text_towers
+OFFLINE_DEFAULT = "lite0:msrvtt"
+
+
+def offline_default() -> str:
+    """OFFLINE_DEFAULT where its shipped text tower is present, else the plain lite backbone."""
+    from vtr_core.resources import shipped_text_towers_dir
+
+    tower, _, name = OFFLINE_DEFAULT.partition(":")
+    return OFFLINE_DEFAULT if (shipped_text_towers_dir() / f"{tower}-{name}.pt").is_file() else "lite"
 
 
 def resolve_backbone_spec(spec: str = "auto") -> str:
@@ -35,7 +46,7 @@ def resolve_backbone_spec(spec: str = "auto") -> str:
     spec = (spec or "auto").strip()
     if spec == "auto":
         model_name, pretrained = parse_clip_spec(DEFAULT_CLIP)
-        return f"clip:{DEFAULT_CLIP}" if cached_weights_path(model_name, pretrained) else "lite"
+        return f"clip:{DEFAULT_CLIP}" if cached_weights_path(model_name, pretrained) else offline_default()
     tower, sep, text_tower = spec.partition(":")
     if tower in LITE_TOWERS:
         if sep and not text_tower:
@@ -44,7 +55,8 @@ def resolve_backbone_spec(spec: str = "auto") -> str:
     if spec.startswith("clip:"):
         parse_clip_spec(spec[len("clip:") :])
         return spec
-    raise BackboneError(f"unknown backbone {spec!r}: use auto, lite, lite0, lite1, lite2, lite:TEXT_TOWER or clip:ARCH/PRETRAINED_OR_PATH")
+    raise BackboneError(f"unknown backbone {spec!r}: use auto, lite, lite0, lite1, lite2, lite:TEXT_TOWER "
+                        "or clip:ARCH/PRETRAINED_OR_PATH")
 
 
 @functools.lru_cache(maxsize=4)

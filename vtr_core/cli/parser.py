@@ -132,7 +132,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="evaluate everything and regenerate the results table")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--backbone", default="lite")
+    p.add_argument("--backbone", default="auto", help="default: the shipped default (auto)")
     p.add_argument("--device", default="auto")
     p.add_argument("--cache", default=None)
     p.add_argument("--docs", default="docs")
@@ -148,6 +148,8 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--docs", default="docs")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over train700")
     p.add_argument("--epochs", type=int, default=20, help="epochs per cross-validated training run")
+    p.add_argument("--towers", metavar="RUNS.json", help="measure these configurations (label, backbone, head, "
+                   "training, train_seconds) into docs/towers.json and section 5; the stored study is kept")
     p.set_defaults(func=cmd_accuracy)
 
 
@@ -216,7 +218,7 @@ def _add_eval_moments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moments", action="append", metavar="POLICY",
                    help="moment policy, as index --moments; repeat to compare several in one run (default: window:12/6)")
     p.add_argument("--methods", default="meanp,s3ma,eercf,camoe", help="comma-separated")
-    p.add_argument("--backbone", default="lite", help="lite | clip:ARCH/PRETRAINED_OR_PATH")
+    p.add_argument("--backbone", default="auto", help="auto | lite | lite0 | clip:ARCH/PRETRAINED_OR_PATH")
     p.add_argument("--device", default="auto")
     p.add_argument("--frames", type=int, default=12, help="frames per moment")
     p.add_argument("--zero-shot", action="store_true", help="untrained heads (default: the shipped trained ones)")

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from vtr_core.backbones import Backbone, create_backbone
+from vtr_core.backbones import Backbone, create_backbone, offline_default
 from vtr_core.backbones.base import TextFeatures
 from vtr_core.backbones.lite import CONSE_TEMPERATURE, CONSE_TOP_K, conse
 from vtr_core.errors import VtrError
@@ -37,6 +37,7 @@ from vtr_core.methods import (
     video_states,
 )
 from vtr_core.retrieval.ranking import all_pair_scores
+from vtr_core.studies.towers import load_towers, render_towers
 from vtr_core.storage import atomic_write_bytes
 from vtr_core.training import TrainConfig, TrainData, train_head
 from vtr_core.training.data import load_dataset
@@ -255,6 +256,7 @@ def run_study(data_dir: str | Path, cache: str | None = None, folds: int = 5, ep
     C = backbone.class_embeddings.cpu()
     splits = {name: load_split(data_dir, name, backbone, cache) for name in ("train700", "val", "test300", "1kA")}
     study = Study(settings={"folds": folds, "epochs": epochs, "backbone": backbone.id,
+                            "shipped_backbone": offline_default(),
                             "conse": {"top_k": CONSE_TOP_K, "temperature": CONSE_TEMPERATURE}})
 
     log("zero-shot variants on train700")
@@ -275,11 +277,12 @@ def run_study(data_dir: str | Path, cache: str | None = None, folds: int = 5, ep
         log(f"cross-validating: {variant.name}")
         study.trained.append(cross_validate(splits["train700"], backbone, variant, folds, epochs))
 
-    log("shipped heads and their ensemble")
+    shipped = create_backbone(offline_default(), "cpu")  # the backbone the shipped heads were chosen for
+    log(f"shipped heads on {shipped.spec} and their ensemble")
     for split in ("val", "test300"):
-        data = splits[split]
-        frames = conse(data.logits, C)
-        scores = method_scores(data, backbone, frames)
+        data = splits[split] if shipped.id == backbone.id else load_split(data_dir, split, shipped, cache)
+        frames = conse(data.logits, shipped.class_embeddings.cpu())
+        scores = method_scores(data, shipped, frames)
         scores_rows = [t2v_row(name, split, s) for name, s in scores.items()]
         scores_rows.append(t2v_row("ensemble of the four heads", split, ensemble(scores)))
         study.methods.extend(scores_rows)
@@ -394,7 +397,7 @@ def _trained_and_methods_lines(study: Study) -> list[str]:
         "",
         "Folds' R-sum: " + "; ".join(f"{r['variant']}: {r['folds']}" for r in study.trained),
         "",
-        "## 4. Methods and their ensemble (shipped heads)",
+        f"## 4. Methods and their ensemble (shipped heads, backbone `{study.settings.get('shipped_backbone', 'lite')}`)",
         "",
         *_table(study.methods),
         "",
@@ -424,14 +427,27 @@ def _conclusion_lines(study: Study, h: _Highlights) -> list[str]:
     ]
 
 
-def render_markdown(study: Study) -> str:
-    """docs/ACCURACY.md from a study."""
+def _towers_lines(towers: list[dict]) -> list[str]:
+    """Section 5: image towers and the tuned text tower (vtr_core.studies.towers, docs/towers.json)."""
+    if not towers:
+        return []
+    return ["", "## 5. Image towers and the tuned text tower", "",
+            "Measured by `accuracy --towers RUNS.json` (docs/towers.json). Validation: the 100 held-out "
+            "train700 videos, every caption a query (2,000); test300: one JSFUSION sentence per video. "
+            "`lite` is the first shipped tower (timm's PyTorch-style EfficientNet-Lite0, ImageNet "
+            "normalisation); `lite0/1/2` run the same TensorFlow-trained weights as TensorFlow does (SAME "
+            "padding, inputs in [-1, 1]), all at 224 px. Training time on these 2 cores; frames/s: the "
+            "image tower alone, 320x240 frames.", "", *render_towers(towers)]
+
+
+def render_markdown(study: Study, towers: list[dict] | None = None) -> str:
+    """docs/ACCURACY.md from a study (and the towers study, when there is one)."""
     h = _highlights(study)
     lines = (_intro_lines(study, h) + _encoder_and_zero_shot_lines(study, h) + _trained_and_methods_lines(study)
-             + _conclusion_lines(study, h))
+             + _towers_lines(towers or []) + _conclusion_lines(study, h))
     return "\n".join(lines)
 
 
 def write_study(study: Study, markdown_path: str | Path, json_path: str | Path) -> None:
-    atomic_write_bytes(markdown_path, render_markdown(study).encode())
+    atomic_write_bytes(markdown_path, render_markdown(study, load_towers(Path(markdown_path).parent)).encode())
     atomic_write_bytes(json_path, (json.dumps(dataclasses.asdict(study), indent=1) + "\n").encode())

@@ -119,7 +119,8 @@ def tune_text_tower(backbone, head: RetrievalHead, data: CaptionedFeatures, conf
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     spec = save_text_tower(tower, output_dir / "text_tower.pt", backbone)
-    save_head(head.cpu(), output_dir / "best.pt", text_tower_id(output_dir / "text_tower.pt", backbone.base_id), num_frames,
+    tuned_id = text_tower_id(output_dir / "text_tower.pt", backbone.base_id)
+    save_head(head.cpu(), output_dir / "best.pt", tuned_id, num_frames,
               extra={"epoch": result.best_epoch, "record": record, "train_config": asdict(config),
                      "text_tower": spec, "text_lr_scale": text_lr_scale})
     result.seconds = time.perf_counter() - started

@@ -1,0 +1,52 @@
+"""The towers study's parts: the table it renders, the sizes it reports, ACCURACY.md's section 5."""
+
+from __future__ import annotations
+
+import json
+
+
+from tests.conftest import REPO
+from vtr_core.methods import create_head
+from vtr_core.studies import accuracy, towers
+
+
+def metrics(r1: float, r5: float, r10: float, mdr: float) -> dict:
+    return {"R@1": r1, "R@5": r5, "R@10": r10, "MdR": mdr, "MnR": 9.0, "count": 100}
+
+
+ROW = {"label": "lite0 + meanp", "training": "head, lr 1e-4", "train_seconds": 61.4, "frames_per_s": 81.6,
+       "image_mparams": 3.37, "text_mparams": 22.71, "head_mparams": 0.64,
+       "val": {"t2v": metrics(22.5, 50.25, 64.0, 5.0), "v2t": metrics(30.0, 61.0, 77.0, 3.0)},
+       "test300": {"t2v": metrics(14.0, 36.3, 48.7, 12.0), "v2t": metrics(15.0, 40.0, 51.3, 10.5)}}
+
+
+def test_the_table_puts_validation_beside_test300():
+    header, rule, line = towers.render_towers([ROW])
+    columns = header.count("|") - 1
+    assert rule == "|" + "---|" * columns and line.count("|") - 1 == columns
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:6] == ["lite0 + meanp", "head, lr 1e-4", "22.5", "50.2", "64.0", "5"]
+    assert cells[10:14] == ["14.0", "36.3", "48.7", "12"]  # test300 text-to-video
+    assert cells[-3:] == ["61", "82", "3.4 / 22.7 / 0.6"]
+    assert towers.render_towers([]) == []
+
+
+def test_sizes_count_each_part(lite_backbone):
+    head = create_head("meanp", lite_backbone, num_frames=4)
+    sizes = towers.model_megabytes(lite_backbone, head)
+    image = sum(p.numel() for p in lite_backbone.image_model.parameters())
+    assert sizes["image_mparams"] == round(image / 1e6, 2) and 3.0 < sizes["image_mparams"] < 5.0  # Lite0: 4.7M
+    assert 22.0 < sizes["text_mparams"] < 23.0  # all-MiniLM-L6-v2
+    assert sizes["head_mparams"] == round(sum(p.numel() for p in head.parameters()) / 1e6, 2)
+    assert towers.frames_per_second(lite_backbone, count=8) > 0
+
+
+def test_accuracy_md_gets_section_5_from_towers_json(tmp_path):
+    study = accuracy.Study(**json.loads((REPO / "docs" / "accuracy.json").read_text()))  # the stored study
+    accuracy.write_study(study, tmp_path / "ACCURACY.md", tmp_path / "accuracy.json")
+    assert "## 5." not in (tmp_path / "ACCURACY.md").read_text()
+    (tmp_path / "towers.json").write_text(json.dumps([ROW]))
+    accuracy.write_study(study, tmp_path / "ACCURACY.md", tmp_path / "accuracy.json")
+    text = (tmp_path / "ACCURACY.md").read_text()
+    assert "## 5. Image towers and the tuned text tower" in text and "| lite0 + meanp | head, lr 1e-4 | 22.5 |" in text
+    assert accuracy.Study(**json.loads((tmp_path / "accuracy.json").read_text())) == study

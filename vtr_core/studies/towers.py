@@ -1,0 +1,120 @@
+"""The offline backbone's towers, measured: image towers (Lite0/1/2), a tuned text tower, each head.
+
+`python -m vtr_core accuracy --towers RUNS.json` measures each configuration RUNS.json lists (a
+label, a backbone spec, a head checkpoint, how it was trained) and writes docs/towers.json; the
+ACCURACY.md section is rendered from that file. Validation is the 100 videos held out of
+train700 with every caption as a text-to-video query (2,000); test300 uses the JSFUSION sentence
+of each video (300 queries), as docs/RESULTS.md does. Choices are made on validation only; test300
+is reported for each configuration once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vtr_core.backbones import create_backbone
+from vtr_core.methods import load_head
+from vtr_core.storage import atomic_write_bytes
+from vtr_core.training import caption_features, evaluate_head, load_dataset, video_features
+
+FRAMES_PER_SECOND_SAMPLE = 96  # frames timed per image tower (320x240, after a warm-up batch)
+
+
+@dataclass
+class TowerRun:
+    """One configuration to measure: a trained head on a backbone."""
+
+    label: str
+    backbone: str  # spec
+    head: str  # checkpoint path
+    training: str = ""  # how it was trained, in words
+    train_seconds: float | None = None
+
+
+def _split(data_dir: str | Path, split: str, backbone, cache: str | None) -> dict:
+    dataset = load_dataset(data_dir, split)
+    videos = video_features(dataset, backbone, cache)
+    captions = caption_features(dataset.captions, backbone, cache)
+    caption_video = torch.as_tensor(dataset.caption_video)
+    if split == "val":  # every caption a query: stable enough to choose by
+        queries, query_video = captions, caption_video
+    else:
+        queries, query_video = caption_features(dataset.queries, backbone, cache), torch.as_tensor(dataset.query_video)
+    return {"videos": videos, "queries": queries, "query_video": query_video, "captions": captions,
+            "caption_video": caption_video}
+
+
+def frames_per_second(backbone, count: int = FRAMES_PER_SECOND_SAMPLE) -> float:
+    """The image tower's encoding speed on this machine (frames/s, 320x240 frames, 2 threads)."""
+    frames = np.random.default_rng(0).integers(0, 256, (count, 240, 320, 3), dtype=np.uint8)
+    backbone.encode_frames(frames[:16])
+    started = time.perf_counter()
+    backbone.encode_frames(frames)
+    return count / (time.perf_counter() - started)
+
+
+def model_megabytes(backbone, head) -> dict:
+    """Parameters (millions) of the image tower, the text tower and the head."""
+    count = lambda module: sum(p.numel() for p in module.parameters()) / 1e6  # noqa: E731
+    return {"image_mparams": round(count(backbone.image_model), 2),
+            "text_mparams": round(count(backbone.text_encoder.model), 2), "head_mparams": round(count(head), 2)}
+
+
+def measure(run: TowerRun, data_dir: str | Path, cache: str | None = None) -> dict:
+    """Both directions on val and test300 for one configuration, its size and its tower's speed."""
+    backbone = create_backbone(run.backbone, "cpu")
+    head = load_head(run.head, backbone, num_frames=12)
+    row = {**asdict(run), "backbone_id": backbone.id, **model_megabytes(backbone, head),
+           "frames_per_s": round(frames_per_second(backbone), 1)}
+    for split in ("val", "test300"):
+        data = _split(data_dir, split, backbone, cache)
+        videos = data["videos"]
+        result = evaluate_head(head, videos.frames, videos.patches, data["queries"], data["query_video"],
+                               data["captions"], data["caption_video"], rerank_top_k=head.eval_rerank_top_k,
+                               raw=videos.raw)
+        row[split] = {direction: result.plain[direction] for direction in ("t2v", "v2t")}
+    return row
+
+
+def run_towers(runs_file: str | Path, data_dir: str | Path, docs: str | Path, cache: str | None = None,
+               log=print) -> list[dict]:
+    """Measure every configuration of RUNS.json and write docs/towers.json."""
+    runs = [TowerRun(**entry) for entry in json.loads(Path(runs_file).read_text())]
+    rows = []
+    for run in runs:
+        log(f"measuring {run.label}")
+        rows.append(measure(run, data_dir, cache))
+    atomic_write_bytes(Path(docs) / "towers.json", (json.dumps(rows, indent=1) + "\n").encode())
+    return rows
+
+
+def _cells(metrics: dict) -> str:
+    return " | ".join(f"{metrics[k]:.1f}" for k in ("R@1", "R@5", "R@10")) + f" | {metrics['MdR']:.0f}"
+
+
+def render_towers(rows: list[dict]) -> list[str]:
+    """The ACCURACY.md section: one line per configuration, validation beside test300."""
+    if not rows:
+        return []
+    head = ("| configuration | training | val t2v R@1 | R@5 | R@10 | MdR | val v2t R@1 | R@5 | R@10 | MdR "
+            "| test300 t2v R@1 | R@5 | R@10 | MdR | test300 v2t R@1 | R@5 | R@10 | MdR | train s | frames/s "
+            "| image / text / head Mparams |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        seconds = f"{r['train_seconds']:.0f}" if r.get("train_seconds") is not None else ""
+        lines.append(f"| {r['label']} | {r['training']} | {_cells(r['val']['t2v'])} | {_cells(r['val']['v2t'])} "
+                     f"| {_cells(r['test300']['t2v'])} | {_cells(r['test300']['v2t'])} | {seconds} "
+                     f"| {r['frames_per_s']:.0f} | {r['image_mparams']:.1f} / {r['text_mparams']:.1f} "
+                     f"/ {r['head_mparams']:.1f} |")
+    return lines
+
+
+def load_towers(docs: str | Path) -> list[dict]:
+    path = Path(docs) / "towers.json"
+    return json.loads(path.read_text()) if path.is_file() else []
