@@ -88,7 +88,7 @@ def test_text_towers_stay_with_their_image_tower(lite_backbone, tmp_path):
     spec = save_text_tower(lite2.text_tower_copy(), tmp_path / "text_tower.pt", lite2)
     assert spec == f"lite2:{(tmp_path / 'text_tower.pt').resolve()}"
     tuned = create_backbone(spec, "cpu")
-    assert tuned.id.startswith(lite2.id + "+text:") and tuned.patch_grid == (9, 9)
+    assert tuned.id.startswith(lite2.id + "+text:") and tuned.patch_grid == lite2.patch_grid
     with pytest.raises(BackboneError, match="tuned for .*efficientnet_lite2"):
         create_backbone(f"lite:{tmp_path / 'text_tower.pt'}", "cpu")
 

@@ -27,8 +27,10 @@ pytest.importorskip("setuptools", reason="building the wheel needs setuptools in
 
 COMMANDS = ["index", "search", "info", "remove", "train", "eval", "report", "accuracy", "bench"]
 SHIPPED_HEADS = sorted(p.name for p in (REPO / "precomputed" / "heads").glob("*.pt"))
+SHIPPED_TOWERS = sorted(p.name for p in (REPO / "precomputed" / "text_towers").glob("*.pt"))
 # what pyproject.toml names: the package, the readme, the data files
-BUILD_INPUTS = ["pyproject.toml", "README.md", "vtr_core", "precomputed/heads", "docs/results.json"]
+BUILD_INPUTS = ["pyproject.toml", "README.md", "vtr_core", "precomputed/heads", "precomputed/text_towers",
+                "docs/results.json"]
 
 
 def _copy_build_inputs(target: Path) -> None:
@@ -96,9 +98,10 @@ def test_wheel_holds_every_module_and_no_other(wheel):
 
 
 def test_wheel_holds_the_shipped_files_as_data(wheel):
-    assert len(SHIPPED_HEADS) == 4
+    assert len(SHIPPED_HEADS) == 8 and SHIPPED_TOWERS == ["lite0-msrvtt.pt"]  # lite's and lite0:msrvtt's heads
     data = f"{wheel.name.split('-py')[0]}.data/data/share/vtr_core/"
     expected = [f"precomputed/heads/{name}" for name in SHIPPED_HEADS] + ["docs/results.json"]
+    expected += [f"precomputed/text_towers/{name}" for name in SHIPPED_TOWERS]
     with zipfile.ZipFile(wheel) as archive:
         assert sorted(n.removeprefix(data) for n in archive.namelist() if n.startswith(data)) == sorted(expected)
         for name in expected:
@@ -117,9 +120,12 @@ def test_installed_package_finds_its_shipped_files_under_its_prefix(installed, t
     probe = ("import sys, vtr_core.cli\nfrom vtr_core import resources\n"
              "print(vtr_core.cli.__file__); print(sys.prefix); print(resources.data_dir())\n"
              "print(','.join(sorted(p.name for p in resources.shipped_heads_dir().glob('*.pt'))))\n"
-             "print(resources.results_json().is_file())")
+             "print(resources.results_json().is_file())\n"
+             "from vtr_core.backbones import resolve_backbone_spec; print(resolve_backbone_spec('lite0:msrvtt'))\n"
+             "from vtr_core.backbones import offline_default; print(offline_default())")
     lines = _run([installed / "bin" / "python", "-c", probe], cwd=tmp_path, env=_clean_env()).stdout.splitlines()
-    module, prefix, data_dir, heads, results = lines
+    module, prefix, data_dir, heads, results, _, default = lines
+    assert default == "lite0:msrvtt"  # its text tower was found under the prefix
     assert Path(module).resolve().is_relative_to(installed.resolve()) and Path(prefix).resolve() == installed.resolve()
     assert Path(data_dir).resolve() == (installed / "share" / "vtr_core").resolve()
     assert heads.split(",") == SHIPPED_HEADS and results == "True"

@@ -17,6 +17,7 @@ from tests.conftest import write_video
 from vtr_core.backbones import create_backbone
 from vtr_core.backbones.lite import LITE_ID, save_text_tower, text_tower_id
 from vtr_core.errors import BackboneError
+from vtr_core.training.text_tower import TEXT_LR_SCALE
 
 TEXTS = ["a man is cooking pasta", "a cartoon bird flaps its wings"]
 
@@ -129,7 +130,7 @@ def test_train_end_to_end_on_lite_tunes_the_text_tower(tmp_path, lite_backbone, 
     assert f"backbone {spec}" in out and (tmp_path / "run" / "best.pt").is_file()
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert checkpoint["backbone_id"] == text_tower_id(tmp_path / "run" / "text_tower.pt")
-    assert checkpoint["training"]["text_lr_scale"] == 0.1
+    assert checkpoint["training"]["text_lr_scale"] == TEXT_LR_SCALE == 1.0
 
 
 def test_train_end_to_end_ship_names_the_tower_after_the_data(tmp_path, lite_backbone, capsys, monkeypatch):

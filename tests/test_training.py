@@ -25,15 +25,15 @@ from vtr_core.training import (
 
 
 @pytest.fixture(scope="module")
-def demo_data(lite_backbone):
+def demo_data(default_backbone):
     """The demo collection: 39 real clips (stored features) and their 116 captions."""
-    index = VideoIndex.open(REPO / "precomputed" / "demo_index", backbone_id=lite_backbone.id)
+    index = VideoIndex.open(REPO / "precomputed" / "demo_index", backbone_id=default_backbone.id)
     rows = [json.loads(line) for line in (REPO / "assets" / "captions.jsonl").read_text().splitlines()]
     order = [index.row_of(row["video_id"]) for row in rows]
     captions = [c for row in rows for c in row["captions"]]
     caption_video = torch.tensor([i for i, row in enumerate(rows) for _ in row["captions"]])
     frames = torch.from_numpy(index.frame_features(order))
-    return TrainData(frames, None, lite_backbone.encode_text(captions), caption_video)
+    return TrainData(frames, None, default_backbone.encode_text(captions), caption_video)
 
 
 def recall_sum(head, data: TrainData) -> float:
@@ -68,35 +68,35 @@ def test_caption_passes_draw_each_caption_once_per_epoch():
 
 
 @pytest.mark.parametrize("name", ["meanp", "eercf"])
-def test_training_lowers_loss_and_raises_recall(demo_data, lite_backbone, tmp_path, name):
-    head = create_head(name, lite_backbone, num_frames=12, temporal_layers=1)
+def test_training_lowers_loss_and_raises_recall(demo_data, default_backbone, tmp_path, name):
+    head = create_head(name, default_backbone, num_frames=12, temporal_layers=1)
     before = recall_sum(head, demo_data)
     config = TrainConfig(epochs=12, batch_size=16, lr=3e-3, seed=0)
-    result = train_head(head, demo_data, config, tmp_path, lite_backbone.id, 12, log=lambda m: None)
+    result = train_head(head, demo_data, config, tmp_path, default_backbone.id, 12, log=lambda m: None)
     losses = [record["loss"] for record in result.history]
     assert losses[-1] < 0.8 * losses[0]
     assert recall_sum(head, demo_data) > before + 10  # on the training clips themselves
-    best = load_head(tmp_path / "best.pt", lite_backbone, method=name, num_frames=12)
+    best = load_head(tmp_path / "best.pt", default_backbone, method=name, num_frames=12)
     assert best.name == name
 
 
-def test_resume_continues_exactly(demo_data, lite_backbone, tmp_path):
+def test_resume_continues_exactly(demo_data, default_backbone, tmp_path):
     config = TrainConfig(epochs=4, batch_size=16, lr=3e-3, seed=0)
-    straight = create_head("meanp", lite_backbone, num_frames=12)
-    train_head(straight, demo_data, config, tmp_path / "straight", lite_backbone.id, 12, log=lambda m: None)
+    straight = create_head("meanp", default_backbone, num_frames=12)
+    train_head(straight, demo_data, config, tmp_path / "straight", default_backbone.id, 12, log=lambda m: None)
 
     def interrupt_after_second_epoch(message: str) -> None:
         if message.startswith("epoch 1:"):  # logged right after last.pt is written
             raise KeyboardInterrupt
 
-    interrupted = create_head("meanp", lite_backbone, num_frames=12)
+    interrupted = create_head("meanp", default_backbone, num_frames=12)
     with pytest.raises(KeyboardInterrupt):
-        train_head(interrupted, demo_data, config, tmp_path / "resumed", lite_backbone.id, 12,
+        train_head(interrupted, demo_data, config, tmp_path / "resumed", default_backbone.id, 12,
                    log=interrupt_after_second_epoch)
     # a fresh process would start from scratch: a new head, then resume from last.pt
-    resumed = create_head("meanp", lite_backbone, num_frames=12)
+    resumed = create_head("meanp", default_backbone, num_frames=12)
     messages = []
-    result = train_head(resumed, demo_data, config, tmp_path / "resumed", lite_backbone.id, 12, resume=True,
+    result = train_head(resumed, demo_data, config, tmp_path / "resumed", default_backbone.id, 12, resume=True,
                         log=messages.append)
     assert messages[0].startswith("resumed from") and len(result.history) == 4
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
@@ -178,7 +178,7 @@ def test_end_to_end_fine_tuning_needs_the_declared_capability(tmp_path, lite_bac
 
     class PixelsWithoutTheCapability(LiteBackbone):  # what a hasattr(forward_pixels) check would let through
         def __init__(self):  # no models loaded: fine_tune must refuse before touching any
-            self.device = torch.device("cpu")
+            self.device, self.spec = torch.device("cpu"), "lite"
 
         def forward_pixels(self, pixels):
             raise AssertionError("fine_tune ran a backbone that does not declare trains_end_to_end")

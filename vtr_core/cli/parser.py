@@ -110,7 +110,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-holdout", action="store_true", help="train on all of train700, no validation")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3, help="chosen on the validation split (1e-4, 1e-3, 3e-3 tried)")
+    p.add_argument("--lr", type=float, default=1e-4,
+                   help="chosen on validation: meanp on lite, R-sum 150.4 at 1e-4 against 143.6 at 1e-3")
     p.add_argument("--weight-decay", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--output", help="run folder (default runs/METHOD-BACKBONE)")
@@ -124,7 +125,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="tune the backbone with the head: a clip backbone from decoded frames (GPU advised); "
                    "lite's text tower on stored video features (locked image)")
     p.add_argument("--backbone-lr-scale", type=float, default=None,
-                   help="backbone lr = lr x this (end-to-end; default 1e-3 for clip, 0.1 for lite's text tower)")
+                   help="backbone lr = lr x this (end-to-end; default 1e-3 for clip, 1 for a lite text tower)")
     p.add_argument("--frames", type=int, default=None, help="frames per video (end-to-end; default 12)")
     p.set_defaults(func=cmd_train)
 

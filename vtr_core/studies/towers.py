@@ -115,6 +115,21 @@ def render_towers(rows: list[dict]) -> list[str]:
     return lines
 
 
+def rsum(metrics: dict) -> float:
+    return metrics["R@1"] + metrics["R@5"] + metrics["R@10"]
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """Which configuration validation picks, and what it gives on test300 against the goal."""
+    if not rows:
+        return []
+    best = max(rows, key=lambda r: rsum(r["val"]["t2v"]))
+    test = best["test300"]["t2v"]
+    return [f"- Chosen on validation among the configurations of section 5: {best['label']} (val R-sum "
+            f"{rsum(best['val']['t2v']):.1f}); on test300 it reaches text-to-video R@1 {test['R@1']:.1f}, "
+            f"R@10 {test['R@10']:.1f} (goal R@1 >= 20)."]
+
+
 def load_towers(docs: str | Path) -> list[dict]:
     path = Path(docs) / "towers.json"
     return json.loads(path.read_text()) if path.is_file() else []

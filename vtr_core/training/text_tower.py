@@ -31,7 +31,7 @@ from vtr_core.training.loop import (
     steps_per_epoch,
 )
 
-TEXT_LR_SCALE = 0.1  # the tower's learning rate over the head's
+TEXT_LR_SCALE = 1.0  # the tower's learning rate over the head's (at lr 1e-4: val R-sum 157.4 vs 150.4 frozen)
 PATIENCE = 5
 
 
