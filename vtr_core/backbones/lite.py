@@ -1,4 +1,4 @@
-"""The offline backbone: EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, joined by ConSE.
+"""The offline backbones: EfficientNet-Lite0/1/2 (ImageNet) + all-MiniLM-L6-v2, joined by ConSE.
 
 Both models ship inside PyPI packages, so this backbone works with no network at all. The image
 tower only knows ImageNet classes; ConSE (Norouzi et al., 2014) places an image in the sentence
@@ -184,10 +184,10 @@ class MiniLMEncoder:
 
 
 class LiteBackbone:
-    """`lite` (EfficientNet-Lite0), `lite1` or `lite2` as the image tower, each optionally with a
-    tuned text tower (`lite2:PATH`, locked-image tuning, training/text_tower.py): the image side,
-    ConSE's class embeddings included, stays the original's, so frame features are the same;
-    queries go through the tuned MiniLM."""
+    """`lite`, `lite0`, `lite1` or `lite2` as the image tower (IMAGE_TOWERS), each optionally with
+    a tuned text tower (`lite0:NAME` or `lite0:PATH`, locked-image tuning, training/text_tower.py):
+    the image side, ConSE's class embeddings included, stays the original's, so frame features are
+    the same; queries go through the tuned MiniLM."""
 
     trains_end_to_end = False  # no differentiable forward_pixels, no save_weights
     tunes_text_tower = True  # text_tower_copy(); save_text_tower() writes a tuned copy
