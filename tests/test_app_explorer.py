@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from vtr_core.explorer.service import Explorer
 from vtr_core.resources import demo_index_dir
 
 DEMO_INDEX = demo_index_dir()
-from vtr_core.index import CATALOGUE
+from vtr_core.index import CATALOGUE, VideoIndex
 from vtr_core.indexing.indexer import index_folder
 from vtr_core.methods import METHODS
 from vtr_core.methods.explanation import AlignmentsPanel, ConceptsPanel, GatesPanel, PatchesPanel
@@ -206,7 +207,8 @@ def test_open_errors(lite_backbone, tmp_path):
         Explorer(tmp_path, device="cpu")
     with pytest.raises(IndexFormatError, match="no such directory"):
         Explorer(tmp_path / "missing", device="cpu")
-    with pytest.raises(IndexMismatchError, match=r"built with backbone lite \(384-d\), not clip:ViT-B-32/openai"):
+    shipped = re.escape(VideoIndex.open(DEMO_INDEX).header.backbone_spec)  # the offline default, lite0:msrvtt
+    with pytest.raises(IndexMismatchError, match=rf"built with backbone {shipped} \(384-d\), not clip:ViT-B-32/openai"):
         Explorer(DEMO_INDEX, device="cpu", backbone="clip:ViT-B-32/openai")
 
 
