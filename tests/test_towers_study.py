@@ -56,3 +56,23 @@ def test_accuracy_md_gets_section_5_from_towers_json(tmp_path):
         "- Chosen on validation among the configurations of section 5: lite0 + meanp (val R-sum 136.8); on test300 "
         "it reaches text-to-video R@1 14.0, R@10 48.7 (goal R@1 >= 20)."]
     assert accuracy.Study(**json.loads((tmp_path / "accuracy.json").read_text())) == study
+
+
+def test_a_bad_runs_file_is_a_one_line_error(tmp_path):
+    import pytest
+
+    from vtr_core.errors import VtrError
+
+    head = tmp_path / "best.pt"
+    head.write_bytes(b"a head")
+    cases = {"missing.json": None, "list.json": "{}", "keys.json": json.dumps([{"label": "x", "backbone": "lite"}]),
+             "head.json": json.dumps([{"label": "x", "backbone": "lite", "head": str(tmp_path / "none.pt")}])}
+    messages = {"missing.json": "not a towers runs file", "list.json": "expected a non-empty list",
+                "keys.json": "not a towers runs file", "head.json": "none.pt does not exist"}
+    for name, content in cases.items():
+        if content is not None:
+            (tmp_path / name).write_text(content)
+        with pytest.raises(VtrError, match=messages[name]):
+            towers.read_runs(tmp_path / name)
+    (tmp_path / "ok.json").write_text(json.dumps([{"label": "x", "backbone": "lite", "head": str(head)}]))
+    assert towers.read_runs(tmp_path / "ok.json") == [towers.TowerRun("x", "lite", str(head))]

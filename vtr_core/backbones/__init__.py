@@ -28,7 +28,6 @@ from vtr_core.errors import BackboneError
 __all__ = ["Backbone", "FrameFeatures", "TextFeatures", "create_backbone", "resolve_backbone_spec", "resolve_device"]
 
 log = logging.getLogger(__name__)
-LITE_TOWERS = ("lite", "lite0", "lite1", "lite2")  # vtr_core.backbones.lite.IMAGE_TOWERS, without importing it
 # chosen on validation (docs/ACCURACY.md, section 5): its text tower ships in precomputed/text_towers
 OFFLINE_DEFAULT = "lite0:msrvtt"
 
@@ -47,8 +46,10 @@ def resolve_backbone_spec(spec: str = "auto") -> str:
     if spec == "auto":
         model_name, pretrained = parse_clip_spec(DEFAULT_CLIP)
         return f"clip:{DEFAULT_CLIP}" if cached_weights_path(model_name, pretrained) else offline_default()
+    from vtr_core.backbones.lite import IMAGE_TOWERS
+
     tower, sep, text_tower = spec.partition(":")
-    if tower in LITE_TOWERS:
+    if tower in IMAGE_TOWERS:
         if sep and not text_tower:
             raise BackboneError(f"{tower}:PATH needs the path of a tuned text tower")
         return spec
@@ -61,10 +62,10 @@ def resolve_backbone_spec(spec: str = "auto") -> str:
 
 @functools.lru_cache(maxsize=4)
 def _build(spec: str, device: torch.device) -> Backbone:
-    tower, _, text_tower = spec.partition(":")
-    if tower in LITE_TOWERS:
-        from vtr_core.backbones.lite import LiteBackbone
+    from vtr_core.backbones.lite import IMAGE_TOWERS, LiteBackbone
 
+    tower, _, text_tower = spec.partition(":")
+    if tower in IMAGE_TOWERS:
         return LiteBackbone(device, text_tower=text_tower or None, image_tower=tower)
     from vtr_core.backbones.clip import ClipBackbone
 

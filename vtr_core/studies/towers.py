@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vtr_core.backbones import create_backbone
+from vtr_core.errors import VtrError
 from vtr_core.methods import load_head
 from vtr_core.storage import atomic_write_bytes
 from vtr_core.training import caption_features, evaluate_head, load_dataset, video_features
@@ -82,10 +83,26 @@ def measure(run: TowerRun, data_dir: str | Path, cache: str | None = None) -> di
     return row
 
 
+def read_runs(runs_file: str | Path) -> list[TowerRun]:
+    """RUNS.json: a list of {label, backbone, head[, training, train_seconds]}; anything else is a
+    one-line error before a model loads."""
+    try:
+        entries = json.loads(Path(runs_file).read_text())
+        if not isinstance(entries, list) or not entries:
+            raise ValueError("expected a non-empty list of configurations")
+        runs = [TowerRun(**entry) for entry in entries]
+    except (OSError, ValueError, TypeError) as exc:
+        raise VtrError(f"{runs_file}: not a towers runs file ({str(exc).splitlines()[0]})") from None
+    missing = [run.head for run in runs if not Path(run.head).is_file()]
+    if missing:
+        raise VtrError(f"{runs_file}: head checkpoint {missing[0]} does not exist")
+    return runs
+
+
 def run_towers(runs_file: str | Path, data_dir: str | Path, docs: str | Path, cache: str | None = None,
                log=print) -> list[dict]:
     """Measure every configuration of RUNS.json and write docs/towers.json."""
-    runs = [TowerRun(**entry) for entry in json.loads(Path(runs_file).read_text())]
+    runs = read_runs(runs_file)
     rows = []
     for run in runs:
         log(f"measuring {run.label}")
