@@ -12,8 +12,10 @@ list).
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -87,6 +89,7 @@ def build(explorer: Explorer) -> gr.Blocks:
     info = collection.info()
     # images go out as files written atomically (see panels.ImageFiles): concurrent searches share thumbnails
     image_file = panels.ImageFiles(Path(tempfile.gettempdir()) / f"vtr-explorer-{os.getpid()}")
+    atexit.register(shutil.rmtree, image_file.folder, ignore_errors=True)  # a clean exit leaves nothing behind
 
     def play(found: Searched | None, evt: gr.SelectData):
         """Plays the range picked in a gallery from its start, and offers its query, clip, moment and

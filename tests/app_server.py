@@ -31,7 +31,10 @@ def free_port() -> int:
 def running_app(work: Path, *args: str, start_timeout_s: float = 180) -> Iterator[tuple[str, subprocess.Popen]]:
     """The app's URL and process; uploads, copies and Gradio's cache go under `work`."""
     port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(work / "gradio"))
+    # every temporary file of the app under `work` (pytest's own temp folder, pruned by pytest)
+    (work / "tmp").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", GRADIO_TEMP_DIR=str(work / "gradio"),
+               TMPDIR=str(work / "tmp"))
     with open(work / "app.log", "w") as log:
         process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu",
                                     "--workdir", str(work / "explorer"), *args],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MSRVTT = Path(os.environ.get("VTR_MSRVTT_DIR", REPO.parent / "shared" / "data" / "msrvtt"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_files_under_pytest(tmp_path_factory):
+    """Temporary files of the test process (gradio_client leaves an empty folder in the temp
+    directory for each file it downloads) go under pytest's folder, which pytest prunes."""
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
+    yield
+    tempfile.tempdir = None
 
 
 # a real open_clip architecture small enough to build in a test (32-d embeddings)

@@ -277,18 +277,36 @@ class LiteBackbone:
             model.load_state_dict({k: v.float() for k, v in stored["state_dict"].items()}, strict=True)
         except (RuntimeError, AttributeError, KeyError) as exc:
             raise BackboneError(f"{what}: does not fit all-MiniLM-L6-v2 ({str(exc).splitlines()[0][:160]})") from None
+        image_state = stored.get("image_state_dict")
+        if image_state:
+            self._load_image_stages(image_state, what)
         self.spec = f"{self.image_tower.name}:{name}"
-        self.id = text_tower_id(path, self.base_id)
+        self.id = text_tower_id(path, self.base_id, tunes_image=bool(image_state))
+
+    def _load_image_stages(self, state: dict, what: str) -> None:
+        """Tuned last stage(s) of the image tower (training/image_stage.py): only names and shapes
+        the timm model has; every other weight stays the packaged one."""
+        own = self.image_model.state_dict()
+        for key, tensor in state.items():
+            if key not in own or not isinstance(tensor, torch.Tensor) or tensor.shape != own[key].shape:
+                raise BackboneError(f"{what}: image weight {key} does not fit {self.image_tower.timm_name}")
+        self.image_model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
 
 
-def text_tower_id(path: str | Path, base_id: str = LITE_ID) -> str:
-    """The id of `lite:PATH` (or lite1:, lite2:): what its features depend on (the image tower's
-    id and the tuned weights, hashed)."""
-    return f"{base_id}+text:sha256:{file_sha256(path)[:16]}"
+def text_tower_id(path: str | Path, base_id: str = LITE_ID, tunes_image: bool = False) -> str:
+    """The id of `lite:PATH` (or lite0:, lite1:, lite2:): what its features depend on (the image
+    tower's id and the tuned weights, hashed). `+towers` where the file also tunes image stages,
+    whose frame features then differ from the image tower's."""
+    return f"{base_id}+{'towers' if tunes_image else 'text'}:sha256:{file_sha256(path)[:16]}"
 
 
-def save_text_tower(tower: MiniLMEncoder, path: str | Path, backbone: LiteBackbone) -> str:
-    """Write a tuned text tower (float16) for this backbone's image tower; the spec that loads it."""
+def save_text_tower(tower: MiniLMEncoder, path: str | Path, backbone: LiteBackbone,
+                    image_state: dict[str, torch.Tensor] | None = None) -> str:
+    """Write a tuned text tower (float16), with the tuned image stages if any (float32: batch
+    norm's statistics), for this backbone's image tower; the spec that loads it."""
     state = {k: v.detach().half().cpu() for k, v in tower.model.state_dict().items()}
-    atomic_torch_save({"format": TEXT_TOWER_FORMAT, "base": backbone.base_id, "state_dict": state}, path)
+    stored = {"format": TEXT_TOWER_FORMAT, "base": backbone.base_id, "state_dict": state}
+    if image_state:
+        stored["image_state_dict"] = {k: v.detach().float().cpu() for k, v in image_state.items()}
+    atomic_torch_save(stored, path)
     return f"{backbone.image_tower.name}:{Path(path).resolve()}"

@@ -21,7 +21,8 @@ __all__ = ["SETTING_FLAGS", "build_parser", "main"]
 # the library names its settings in errors (VtrError.setting); the command line names its flags
 SETTING_FLAGS = {"backbone": "--backbone", "num_frames": "--frames", "faiss_factory": "--faiss",
                  "store_patches": "--no-patches", "checkpoint": "--checkpoint / --zero-shot", "output": "--output",
-                 "moments": "--moments", "moment_spec": "--moments", "arch": "--arch", "format": "--format"}
+                 "moments": "--moments", "moment_spec": "--moments", "arch": "--arch", "format": "--format",
+                 "image_stages": "--image-stages"}
 
 
 def _set_up_logging() -> None:

@@ -127,6 +127,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-lr-scale", type=float, default=None,
                    help="backbone lr = lr x this (end-to-end; default 1e-3 for clip, 1 for a lite text tower)")
     p.add_argument("--frames", type=int, default=None, help="frames per video (end-to-end; default 12)")
+    p.add_argument("--image-stages", type=int, default=0, metavar="N",
+                   help="end-to-end on lite: also tune the image tower's last N stages (their input cached once)")
+    p.add_argument("--image-lr-scale", type=float, default=None,
+                   help="image stages' lr = lr x this (with --image-stages; default 0.1)")
     p.set_defaults(func=cmd_train)
 
 

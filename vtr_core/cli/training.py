@@ -89,14 +89,19 @@ def _tune_text(args: argparse.Namespace, backbone) -> int:
     import torch
 
     from vtr_core.methods import create_head
-    from vtr_core.training.text_tower import TEXT_LR_SCALE, CaptionedFeatures, tune_text_tower
+    from vtr_core.training.image_stage import ImageStage, stage_inputs
+    from vtr_core.training.text_tower import IMAGE_LR_SCALE, TEXT_LR_SCALE, CaptionedFeatures, tune_text_tower
 
     def captioned(split: str) -> CaptionedFeatures:
         dataset, videos, _, _ = _load_split(args, backbone, split)
         caption_video = torch.as_tensor(dataset.caption_video)
+        inputs = None
+        if args.image_stages:
+            inputs = stage_inputs(dataset.video_paths, backbone, args.image_stages, videos.frames.shape[1], args.cache,
+                                  progress=progress_bar(f"image stage inputs {split}"))
         # validation queries: every caption (see _validation_data)
         return CaptionedFeatures(videos.frames, videos.patches, videos.raw, dataset.captions, caption_video,
-                                 dataset.captions, caption_video)
+                                 dataset.captions, caption_video, stage_inputs=inputs)
 
     holdout = args.split == "train700" and not args.no_holdout
     data = captioned("train" if holdout else args.split)
@@ -106,7 +111,9 @@ def _tune_text(args: argparse.Namespace, backbone) -> int:
     output = Path(args.output or f"runs/{args.method}-lite-text")
     result, spec = tune_text_tower(backbone, head, data, _train_config(args), output, num_frames,
                                    validation=captioned("val") if holdout else None,
-                                   text_lr_scale=args.backbone_lr_scale or TEXT_LR_SCALE)
+                                   text_lr_scale=args.backbone_lr_scale or TEXT_LR_SCALE,
+                                   image_stage=ImageStage(backbone, args.image_stages) if args.image_stages else None,
+                                   image_lr_scale=args.image_lr_scale or IMAGE_LR_SCALE)
     print(f"tuned the text tower with {args.method} for {len(result.history)} epochs in {result.seconds:.0f} s; "
           f"best epoch {result.best_epoch}; backbone {spec}; head {output / 'best.pt'}")
     (output / "history.json").write_text(json.dumps(result.history, indent=1))
@@ -205,6 +212,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     init_distributed()
     rank, _ = world()
     backbone = create_backbone(args.backbone, args.device)
+    if args.image_stages and not (args.end_to_end and getattr(backbone, "tunes_text_tower", False)):
+        raise VtrError(f"image stages are tuned end to end on a lite backbone (--end-to-end), not {backbone.spec}")
     if args.end_to_end:
         return _tune_text(args, backbone) if getattr(backbone, "tunes_text_tower", False) else _fine_tune(args, backbone)
     holdout = args.split == "train700" and not args.no_holdout

@@ -98,6 +98,7 @@ class RetrievalHead(nn.Module):
     eval_rerank_top_k: ClassVar[int | None] = None
     # Heads that read frames in order get CLIP4Clip's temporal encoder as `self.temporal`.
     uses_temporal_encoder: ClassVar[bool] = False
+    uses_patches: ClassVar[bool] = False  # video_state reads patch tokens (else they may be left out)
 
     def __init__(self, embed_dim: int, config: HeadConfig | None = None, raw_dim: int = 0):
         super().__init__()

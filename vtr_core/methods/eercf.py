@@ -50,6 +50,7 @@ class EERCF(RetrievalHead):
     name = "eercf"
     config_class = EERCFConfig
     uses_temporal_encoder = True
+    uses_patches = True  # S_wp, the word-patch term
     eval_rerank_top_k = 50
 
     def build(self) -> None:

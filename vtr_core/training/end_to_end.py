@@ -64,16 +64,18 @@ def prepare_pixels(paths: list, backbone: Backbone, num_frames: int,
     return torch.stack(crops)
 
 
+def decayed_groups(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """AdamW groups of a model's trainable parameters: matrices and kernels decayed, the rest not."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trainable if p.dim() >= 2], "weight_decay": weight_decay, "lr": lr},
+            {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0, "lr": lr}]
+
+
 def joint_groups(head: RetrievalHead, model: torch.nn.Module, config: TrainConfig,
                  backbone_lr_scale: float) -> list[dict]:
-    """The head's AdamW groups, then the backbone's (matrices decayed) at the scaled learning rate."""
-    backbone_decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    backbone_rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    backbone_lr = config.lr * backbone_lr_scale
-    return parameter_groups(head, config.weight_decay) + [
-        {"params": backbone_decay, "weight_decay": config.weight_decay, "lr": backbone_lr},
-        {"params": backbone_rest, "weight_decay": 0.0, "lr": backbone_lr},
-    ]
+    """The head's AdamW groups, then the backbone's at the scaled learning rate."""
+    return parameter_groups(head, config.weight_decay) + decayed_groups(model, config.lr * backbone_lr_scale,
+                                                                        config.weight_decay)
 
 
 def _pixel_norm(backbone: Backbone) -> tuple[torch.Tensor, torch.Tensor]:
