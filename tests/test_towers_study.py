@@ -76,3 +76,25 @@ def test_a_bad_runs_file_is_a_one_line_error(tmp_path):
             towers.read_runs(tmp_path / name)
     (tmp_path / "ok.json").write_text(json.dumps([{"label": "x", "backbone": "lite", "head": str(head)}]))
     assert towers.read_runs(tmp_path / "ok.json") == [towers.TowerRun("x", "lite", str(head))]
+
+
+def test_a_validation_only_run_reads_its_training_record_and_never_touches_test300(tmp_path, lite_backbone,
+                                                                                  monkeypatch):
+    from vtr_core.methods import save_head
+
+    record = {"val_t2v": metrics(25.0, 55.0, 70.0, 4.0), "val_v2t": metrics(33.0, 66.0, 80.0, 3.0)}
+    head = create_head("meanp", lite_backbone, num_frames=12)
+    save_head(head, tmp_path / "best.pt", lite_backbone.id, 12, extra={"record": record, "epoch": 3})
+    monkeypatch.setattr(towers, "_split", lambda *a, **k: (_ for _ in ()).throw(AssertionError("indexed videos")))
+    monkeypatch.setattr(towers, "frames_per_second", lambda backbone: 50.0)
+    run = towers.TowerRun("lite1 + tuned text tower + meanp", "lite", str(tmp_path / "best.pt"), "text tower + head",
+                          validation_only=True)
+    row = towers.measure(run, tmp_path / "no-data")
+    assert row["val"] == {"t2v": record["val_t2v"], "v2t": record["val_v2t"]} and "test300" not in row
+    cells = [c.strip() for c in towers.render_towers([row])[2].strip("|").split("|")]
+    assert cells[2:6] == ["25.0", "55.0", "70.0", "4"] and cells[10] == "not run (not chosen)"
+    assert cells[11:18] == [""] * 7 and cells[-2] == "50"
+    # validation picks it (150 > 136.75): the summary asks for its test300 run instead of inventing one
+    assert towers.summary_lines([ROW, row]) == [
+        "- Chosen on validation among the configurations of section 5: lite1 + tuned text tower + meanp (val R-sum "
+        "150.0), listed as validation only: measure it on test300 (drop validation_only)."]
