@@ -74,6 +74,7 @@ def test_tuned_stages_load_as_a_backbone_that_encodes_as_training_did(lite_backb
     spec = save_text_tower(lite_backbone.text_tower_copy(), path, lite_backbone, stage.tuned_state())
     tuned = create_backbone(spec, "cpu")
     assert tuned.id == text_tower_id(path, LITE_ID, tunes_image=True) and tuned.id.startswith(LITE_ID + "+towers:")
+    assert tuned.frames_id == tuned.id  # its own frame features: stored apart from lite's
     write_video(tmp_path / "v.mp4", num_frames=12, seed=4)
     inputs = stage_inputs([tmp_path / "v.mp4"], lite_backbone, 1, 4, root=tmp_path / "cache")
     frames = read_video(tmp_path / "v.mp4", 4).frames

@@ -38,6 +38,7 @@ def test_a_tuned_tower_changes_queries_and_nothing_else(lite_backbone, tuned_tow
     before = lite_backbone.encode_text(TEXTS).sentence.clone()
     tuned = create_backbone(spec, "cpu")
     assert tuned.spec == spec == f"lite:{path.resolve()}" and tuned.id == text_tower_id(path) != LITE_ID
+    assert tuned.frames_id == LITE_ID == lite_backbone.frames_id  # its frame features are lite's
     assert tuned.id.startswith(LITE_ID + "+text:sha256:")
     # queries: the tuned tower's (weights stored in float16), not lite's
     mine = tower(TEXTS).sentence
@@ -168,3 +169,22 @@ def test_a_shipped_text_tower_is_named_by_its_file(tuned_tower, lite_backbone, t
     assert named.spec == "lite:demo" and named.id == text_tower_id(path) and backbone_slug(named) == "lite-demo"
     with pytest.raises(BackboneError, match="lite0-demo.pt"):
         LiteBackbone(torch.device("cpu"), text_tower="demo", image_tower="lite0")
+
+
+def test_a_tuned_text_tower_shares_its_image_towers_stored_features(tmp_path, lite_backbone, tuned_tower, monkeypatch):
+    """Stored video features are keyed by frames_id: training a head on a tuned text tower reads
+    the features its image tower already stored, without decoding a video again."""
+    from vtr_core.training import caption_features, load_dataset, video_features
+
+    captioned_folder(tmp_path / "data", count=3)
+    dataset = load_dataset(tmp_path / "data", "all")
+    stored = video_features(dataset, lite_backbone, str(tmp_path / "cache"), num_frames=4)
+    tuned = create_backbone(tuned_tower[2], "cpu")
+    monkeypatch.setattr("vtr_core.training.features.index_folder", lambda *a, **k: pytest.fail("encoded again"))
+    shared = video_features(dataset, tuned, str(tmp_path / "cache"), num_frames=4)
+    assert torch.equal(shared.frames, stored.frames) and torch.equal(shared.raw, stored.raw)
+    assert shared.index.header.backbone_id == LITE_ID
+    # captions are the tuned tower's own (cached apart from lite's)
+    ours, lites = caption_features(dataset.captions, tuned, str(tmp_path / "cache")), \
+        caption_features(dataset.captions, lite_backbone, str(tmp_path / "cache"))
+    assert (ours.sentence - lites.sentence).abs().max() > 5e-3

@@ -48,7 +48,7 @@ def test_accuracy_md_gets_section_5_from_towers_json(tmp_path):
     (tmp_path / "towers.json").write_text(json.dumps([ROW]))
     accuracy.write_study(study, tmp_path / "ACCURACY.md", tmp_path / "accuracy.json")
     text = (tmp_path / "ACCURACY.md").read_text()
-    assert "## 5. Image towers and the tuned text tower" in text and "| lite0 + meanp | head, lr 1e-4 | 22.5 |" in text
+    assert "## 5. Image towers, the tuned text tower and tuned image stages" in text and "| lite0 + meanp | head, lr 1e-4 | 22.5 |" in text
     # the pick is by validation R-sum (136.75 > 100), never by test300 (where the other is better)
     other = {**ROW, "label": "other", "val": {"t2v": metrics(20.0, 40.0, 40.0, 9.0), "v2t": ROW["val"]["v2t"]},
              "test300": {"t2v": metrics(30.0, 50.0, 60.0, 3.0), "v2t": ROW["test300"]["v2t"]}}

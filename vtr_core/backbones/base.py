@@ -59,6 +59,7 @@ class Backbone(Protocol):
 
     spec: str  # how to build it again, e.g. "lite" or "clip:ViT-B-32/openai"
     id: str  # what its features depend on (weights fingerprint included); stored in indexes
+    frames_id: str  # what its frame features alone depend on: the id, unless only the text side was tuned
     embed_dim: int
     raw_dim: int  # width of FrameFeatures.raw, 0 when the backbone has none
     patch_grid: tuple[int, int] | None

@@ -136,6 +136,7 @@ class ClipBackbone:
         # a checkpoint file's path (an imported model's record sits beside it), else None
         self.weights_path = pretrained if pretrained and os.path.isfile(pretrained) else None
         self.id = f"clip:{weights_fingerprint(model_name, pretrained)}"
+        self.frames_id = self.id  # one set of weights for both towers
         self.device = device
         with torch.no_grad():
             self.embed_dim = int(self.model.encode_text(self.tokenizer(["a"]).to(device)).shape[-1])

@@ -197,7 +197,7 @@ class LiteBackbone:
             raise BackboneError(f"unknown lite image tower {image_tower!r}: use one of {', '.join(IMAGE_TOWERS)}")
         self.image_tower = IMAGE_TOWERS[image_tower]
         self.spec, self.id = self.image_tower.name, self.image_tower.backbone_id
-        self.base_id = self.id  # without a tuned text tower
+        self.base_id = self.frames_id = self.id  # without a tuned text tower
         self.patch_grid = self.image_tower.patch_grid
         self.device = device
         self.text_encoder = MiniLMEncoder(device)
@@ -282,6 +282,7 @@ class LiteBackbone:
             self._load_image_stages(image_state, what)
         self.spec = f"{self.image_tower.name}:{name}"
         self.id = text_tower_id(path, self.base_id, tunes_image=bool(image_state))
+        self.frames_id = self.id if image_state else self.base_id  # a text tower alone leaves frames as they were
 
     def _load_image_stages(self, state: dict, what: str) -> None:
         """Tuned last stage(s) of the image tower (training/image_stage.py): only names and shapes

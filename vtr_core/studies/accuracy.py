@@ -432,14 +432,17 @@ def _towers_lines(towers: list[dict]) -> list[str]:
     """Section 5: image towers and the tuned text tower (vtr_core.studies.towers, docs/towers.json)."""
     if not towers:
         return []
-    return ["", "## 5. Image towers and the tuned text tower", "",
+    return ["", "## 5. Image towers, the tuned text tower and tuned image stages", "",
             "Measured by `accuracy --towers RUNS.json` (docs/towers.json). Validation: the 100 held-out "
             "train700 videos, every caption a query (2,000); test300: one JSFUSION sentence per video. "
             "`lite` is the first shipped tower (timm's PyTorch-style EfficientNet-Lite0, ImageNet "
             "normalisation); `lite0/1/2` run the same TensorFlow-trained weights as TensorFlow does (SAME "
             "padding, inputs in [-1, 1]), all at 224 px. Training time on these 2 cores; frames/s: the "
             "image tower alone, one timing of 96 frames of 320x240 per row (rows of one tower differ by "
-            "up to a third between timings; `bench indexing` measures throughput properly).", "",
+            "up to a third between timings; `bench indexing` measures throughput properly). \"last image "
+            "stage\": `--image-stages 1`, Lite0's last stage and head convolution (1.0M parameters) tuned "
+            "with the text tower on cached stage inputs (two views). Rows marked validation only were "
+            "not chosen, so never run on test300.", "",
             *render_towers(towers)]
 
 

@@ -53,6 +53,18 @@ def features_dir(backbone: Backbone, root: str | Path | None = None) -> Path:
     return path / f"{backbone.spec.split(':')[0]}-{digest}"
 
 
+class FrameSide:
+    """A backbone under the id its frame features depend on (`frames_id`): stored video features
+    are shared by every backbone with the same image side, so a tuned text tower reuses its image
+    tower's instead of decoding and encoding the videos again."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone, self.id = backbone, backbone.frames_id
+
+    def __getattr__(self, name: str):
+        return getattr(self.backbone, name)
+
+
 def video_features(
     dataset: RetrievalDataset,
     backbone: Backbone,
@@ -66,6 +78,7 @@ def video_features(
     if len(video_dirs) != 1:
         raise VtrError(f"{dataset.name}: videos must sit in one folder")
     video_dir = video_dirs.pop()
+    backbone = FrameSide(backbone)
     index_dir = features_dir(backbone, root) / f"videos-{hashlib.sha256(str(video_dir.resolve()).encode()).hexdigest()[:8]}-t{num_frames}"
     if not VideoIndex.exists(index_dir) or len(VideoIndex.open(index_dir)) < len(dataset):
         report = index_folder(video_dir, index_dir, backbone, num_frames=num_frames, progress=progress)

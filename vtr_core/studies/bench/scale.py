@@ -54,7 +54,7 @@ class SyntheticBackbone:
     trains_end_to_end = False
 
     def __init__(self, dim: int):
-        self.spec = self.id = f"synthetic-{dim}"
+        self.spec = self.id = self.frames_id = f"synthetic-{dim}"
         self.embed_dim = dim
         self.device = torch.device("cpu")
 
