@@ -53,8 +53,8 @@ def test_accuracy_md_gets_section_5_from_towers_json(tmp_path):
     other = {**ROW, "label": "other", "val": {"t2v": metrics(20.0, 40.0, 40.0, 9.0), "v2t": ROW["val"]["v2t"]},
              "test300": {"t2v": metrics(30.0, 50.0, 60.0, 3.0), "v2t": ROW["test300"]["v2t"]}}
     assert towers.summary_lines([other, ROW]) == [
-        "- Chosen on validation among the configurations of section 5: lite0 + meanp (val R-sum 136.8); on test300 "
-        "it reaches text-to-video R@1 14.0, R@10 48.7 (goal R@1 >= 20)."]
+        "- Best on validation among the configurations of section 5: lite0 + meanp (val R-sum 136.8); on test300 "
+        "text-to-video R@1 14.0, R@10 48.7 (goal R@1 >= 20)."]
     assert accuracy.Study(**json.loads((tmp_path / "accuracy.json").read_text())) == study
 
 
@@ -96,5 +96,19 @@ def test_a_validation_only_run_reads_its_training_record_and_never_touches_test3
     assert cells[11:18] == [""] * 7 and cells[-2] == "50"
     # validation picks it (150 > 136.75): the summary asks for its test300 run instead of inventing one
     assert towers.summary_lines([ROW, row]) == [
-        "- Chosen on validation among the configurations of section 5: lite1 + tuned text tower + meanp (val R-sum "
+        "- Best on validation among the configurations of section 5: lite1 + tuned text tower + meanp (val R-sum "
         "150.0), listed as validation only: measure it on test300 (drop validation_only)."]
+
+
+def test_the_shipped_default_is_replaced_only_by_a_clear_validation_gain():
+    shipped = {**ROW, "label": "shipped", "shipped_default": True}
+    def ahead(gain: float) -> dict:
+        t2v = metrics(22.5 + gain, 50.25, 64.0, 5.0)  # R-sum 136.75 + gain
+        return {**ROW, "label": f"ahead by {gain}", "val": {"t2v": t2v, "v2t": ROW["val"]["v2t"]}}
+    assert towers.summary_lines([shipped, ahead(2.5)])[1] == (
+        "- The shipped default: shipped (val R-sum 136.8); on test300 text-to-video R@1 14.0, R@10 48.7 (goal R@1 "
+        ">= 20). The best is 2.5 ahead on validation, less than the 3.0 that replacing the shipped model needs, "
+        "so the default stays.")
+    assert towers.summary_lines([shipped, ahead(3.5)])[1].endswith("at least the 3.0 that replacing the shipped "
+                                                                    "model needs: ship it.")
+    assert len(towers.summary_lines([shipped, ahead(-1.0)])) == 1  # the default is the best: one line
