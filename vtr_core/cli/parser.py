@@ -154,7 +154,8 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over train700")
     p.add_argument("--epochs", type=int, default=20, help="epochs per cross-validated training run")
     p.add_argument("--towers", metavar="RUNS.json", help="measure these configurations (label, backbone, head, "
-                   "training, train_seconds) into docs/towers.json and section 5; the stored study is kept")
+                   "training, train_seconds, validation_only, shipped_default) into docs/towers.json and section "
+                   "5; the stored study is kept")
     p.set_defaults(func=cmd_accuracy)
 
 

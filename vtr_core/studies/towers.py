@@ -1,4 +1,5 @@
-"""The offline backbone's towers, measured: image towers (Lite0/1/2), a tuned text tower, each head.
+"""The offline backbone's towers, measured: image towers (Lite0/1/2), tuned text towers, tuned
+image stages, each with heads.
 
 `python -m vtr_core accuracy --towers RUNS.json` measures each configuration RUNS.json lists (a
 label, a backbone spec, a head checkpoint, how it was trained) and writes docs/towers.json; the
