@@ -100,6 +100,26 @@ def test_a_validation_only_run_reads_its_training_record_and_never_touches_test3
         "150.0), listed as validation only: measure it on test300 (drop validation_only)."]
 
 
+def test_each_image_side_is_timed_once_so_its_rows_agree(tmp_path, lite_backbone, monkeypatch):
+    """A tuned text tower shares its image tower's speed (frames_id); a tuned image stage would not."""
+    from vtr_core.backbones.lite import save_text_tower, text_tower_id
+    from vtr_core.methods import save_head
+
+    record = {"val_t2v": metrics(25.0, 55.0, 70.0, 4.0), "val_v2t": metrics(33.0, 66.0, 80.0, 3.0)}
+    spec = save_text_tower(lite_backbone.text_tower_copy(), tmp_path / "tower.pt", lite_backbone)
+    head = create_head("meanp", lite_backbone, num_frames=12)
+    runs = []
+    for name, backbone_id, backbone in [("plain", lite_backbone.id, "lite"),
+                                        ("tuned", text_tower_id(tmp_path / "tower.pt"), spec)]:
+        save_head(head, tmp_path / f"{name}.pt", backbone_id, 12, extra={"record": record})
+        runs.append(towers.TowerRun(name, backbone, str(tmp_path / f"{name}.pt"), validation_only=True))
+    timed = []
+    monkeypatch.setattr(towers, "frames_per_second", lambda backbone: timed.append(backbone.frames_id) or 40.0 + len(timed))
+    speeds: dict = {}
+    rows = [towers.measure(run, tmp_path / "no-data", speeds=speeds) for run in runs]
+    assert timed == [lite_backbone.frames_id] and [r["frames_per_s"] for r in rows] == [41.0, 41.0]
+
+
 def test_the_shipped_default_is_replaced_only_by_a_clear_validation_gain():
     shipped = {**ROW, "label": "shipped", "shipped_default": True}
     def ahead(gain: float) -> dict:

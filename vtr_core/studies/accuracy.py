@@ -438,8 +438,8 @@ def _towers_lines(towers: list[dict]) -> list[str]:
             "`lite` is the first shipped tower (timm's PyTorch-style EfficientNet-Lite0, ImageNet "
             "normalisation); `lite0/1/2` run the same TensorFlow-trained weights as TensorFlow does (SAME "
             "padding, inputs in [-1, 1]), all at 224 px. Training time on these 2 cores; frames/s: the "
-            "image tower alone, one timing of 96 frames of 320x240 per row (rows of one tower differ by "
-            "up to a third between timings; `bench indexing` measures throughput properly). \"last image "
+            "image tower alone, the median of 3 timings of 96 frames of 320x240, once per image side "
+            "(`bench indexing` measures the whole pipeline's throughput). \"last image "
             "stage\": `--image-stages 1`, Lite0's last stage and head convolution (1.0M parameters) tuned "
             "with the text tower on cached stage inputs (two views). Rows marked validation only were "
             "not chosen, so never run on test300.", "",

@@ -30,6 +30,7 @@ from vtr_core.training import caption_features, evaluate_head, load_dataset, vid
 # costs every user's index (and, for a larger tower, indexing speed)
 SWITCH_MARGIN = 3.0
 FRAMES_PER_SECOND_SAMPLE = 96  # frames timed per image tower (320x240, after a warm-up batch)
+SPEED_REPEATS = 3  # timings per image tower; the median is reported
 
 
 @dataclass
@@ -61,13 +62,17 @@ def _split(data_dir: str | Path, split: str, backbone, cache: str | None) -> dic
             "caption_video": caption_video}
 
 
-def frames_per_second(backbone, count: int = FRAMES_PER_SECOND_SAMPLE) -> float:
-    """The image tower's encoding speed on this machine (frames/s, 320x240 frames, 2 threads)."""
+def frames_per_second(backbone, count: int = FRAMES_PER_SECOND_SAMPLE, repeats: int = SPEED_REPEATS) -> float:
+    """The image tower's encoding speed on this machine (frames/s, 320x240 frames, torch's threads):
+    the median of `repeats` timings after a warm-up batch, since one timing swings by a third."""
     frames = np.random.default_rng(0).integers(0, 256, (count, 240, 320, 3), dtype=np.uint8)
     backbone.encode_frames(frames[:16])
-    started = time.perf_counter()
-    backbone.encode_frames(frames)
-    return count / (time.perf_counter() - started)
+    speeds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        backbone.encode_frames(frames)
+        speeds.append(count / (time.perf_counter() - started))
+    return float(np.median(speeds))
 
 
 def model_megabytes(backbone, head) -> dict:
@@ -77,12 +82,16 @@ def model_megabytes(backbone, head) -> dict:
             "text_mparams": round(count(backbone.text_encoder.model), 2), "head_mparams": round(count(head), 2)}
 
 
-def measure(run: TowerRun, data_dir: str | Path, cache: str | None = None) -> dict:
-    """Both directions on val and test300 for one configuration, its size and its tower's speed."""
+def measure(run: TowerRun, data_dir: str | Path, cache: str | None = None, speeds: dict | None = None) -> dict:
+    """Both directions on val and test300 for one configuration, its size and its image tower's
+    speed (timed once per image side in `speeds`, keyed by frames_id, so rows of a tower agree)."""
     backbone = create_backbone(run.backbone, "cpu")
     head = load_head(run.head, backbone, num_frames=12)
+    speeds = {} if speeds is None else speeds
+    if backbone.frames_id not in speeds:
+        speeds[backbone.frames_id] = round(frames_per_second(backbone), 1)
     row = {**asdict(run), "backbone_id": backbone.id, **model_megabytes(backbone, head),
-           "frames_per_s": round(frames_per_second(backbone), 1)}
+           "frames_per_s": speeds[backbone.frames_id]}
     if run.validation_only:
         record = read_plain(run.head, what="head checkpoint")["training"]["record"]
         row["val"] = {"t2v": record["val_t2v"], "v2t": record["val_v2t"]}
@@ -117,10 +126,10 @@ def run_towers(runs_file: str | Path, data_dir: str | Path, docs: str | Path, ca
                log=print) -> list[dict]:
     """Measure every configuration of RUNS.json and write docs/towers.json."""
     runs = read_runs(runs_file)
-    rows = []
+    rows, speeds = [], {}
     for run in runs:
         log(f"measuring {run.label}")
-        rows.append(measure(run, data_dir, cache))
+        rows.append(measure(run, data_dir, cache, speeds))
     atomic_write_bytes(Path(docs) / "towers.json", (json.dumps(rows, indent=1) + "\n").encode())
     return rows
 
