@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,10 @@ from vtr_core.backbones.lite import conse
 from vtr_core.backbones.lite_frames import run_steps
 from vtr_core.errors import VtrError
 from vtr_core.indexing.indexer import ProgressFn
-from vtr_core.storage import cache_dir
+from vtr_core.storage import atomic_save_npy, cache_dir
 from vtr_core.video import read_video
 
 VIEWS = ("as decoded", "mirrored")
-MICRO_BATCH = 16  # frames per pass through the frozen part
 
 
 def tuned_prefixes(model: nn.Module, stages: int) -> tuple[str, ...]:
@@ -55,15 +53,16 @@ def trunk_groups(backbone, stages: int) -> int:
 def trunk_outputs(backbone, frames: np.ndarray, stages: int) -> torch.Tensor:
     """uint8 frames [N, H, W, 3] -> the frozen part's output [N, C, h, w] float32 (the CPU-folded
     network where it runs, else timm's modules)."""
-    encoder = backbone.frame_encoder
+    encoder, model = backbone.frame_encoder, backbone.image_model
     encoder.prepare()
+    trunk = None if encoder.steps is None else encoder.steps[: trunk_groups(backbone, stages)]
+    step = max(1, encoder.micro_batch(len(frames)))  # the frame encoder's own batching
     outputs = []
-    for start in range(0, len(frames), MICRO_BATCH):
-        pixels = encoder.pixels(frames[start : start + MICRO_BATCH])
-        if encoder.steps is not None:
-            outputs.append(run_steps(encoder.steps[: trunk_groups(backbone, stages)], pixels))
+    for start in range(0, len(frames), step):
+        pixels = encoder.pixels(frames[start : start + step])
+        if trunk is not None:
+            outputs.append(run_steps(trunk, pixels))
         else:
-            model = backbone.image_model
             x = model.bn1(model.conv_stem(pixels.to(backbone.device)))
             outputs.append(model.blocks[: len(model.blocks) - stages](x).float())
     return torch.cat(outputs).cpu()
@@ -91,10 +90,7 @@ def stage_inputs(video_paths: list[Path], backbone, stages: int, num_frames: int
             progress(i + 1, len(video_paths), Path(video).name)
     stacked = torch.stack(videos)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(staging, "wb") as out:
-        np.save(out, stacked.numpy())
-    os.replace(staging, path)
+    atomic_save_npy(path, stacked.numpy())
     return stacked
 
 
